@@ -1,0 +1,15 @@
+//! strata: keeps crypto market history for years at a small fraction of the naive cost.
+//!
+//! Records (price, market cap, volume, supply, rank per coin per hour) arrive in a hot SQLite
+//! tier and age into warm, cold and archive tiers. What each tier keeps and how it stores it
+//! are WebAssembly components — codecs and retention policies — behind the versioned WIT
+//! contract in `wit/strata.wit`, so formats and rules are swapped per policy file without
+//! recompiling strata.
+//!
+//! - [`plugin`]: the sandboxed plugin runtime, the built-in plugins and their conformance suite.
+//!
+//! The batch type every layer shares is the SDK's [`Batch`](strata_plugin_sdk::Batch).
+
+pub mod plugin;
+
+pub use strata_plugin_sdk as sdk;

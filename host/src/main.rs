@@ -1,0 +1,213 @@
+//! The `strata` command line. Each subcommand is a thin layer over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use strata::plugin::{self, Limits, Plugin, PluginRef, Runtime, RuntimeConfig};
+
+/// strata: tiered storage for crypto market history, with codecs and retention rules as
+/// WebAssembly plugins.
+#[derive(Parser)]
+#[command(name = "strata", version, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Global {
+    /// Directory for compiled plugins (default: $STRATA_CACHE_DIR, $XDG_CACHE_HOME/strata or
+    /// ~/.cache/strata).
+    #[arg(long, global = true, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Memory limit per plugin call, in MiB.
+    #[arg(long, global = true, default_value_t = 1024, value_name = "MIB")]
+    plugin_memory: usize,
+    /// Time limit per plugin call, in seconds.
+    #[arg(long, global = true, default_value_t = 60.0, value_name = "SECS")]
+    plugin_time: f64,
+    /// Largest output of one plugin call, in MiB.
+    #[arg(long, global = true, default_value_t = 1024, value_name = "MIB")]
+    plugin_output: usize,
+    /// Log level filter (e.g. `info`, `strata=debug`); also read from RUST_LOG.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List plugins: the built-ins and the components in --plugin-dir.
+    Plugins {
+        /// Also list every `.wasm` component in this directory.
+        #[arg(long, value_name = "DIR")]
+        plugin_dir: Option<PathBuf>,
+    },
+    /// Work with one plugin.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Run the conformance suite on a plugin (a built-in name or a .wasm path).
+    Test {
+        /// Built-in name or path to a .wasm component.
+        plugin: String,
+        /// Expected sha256 of the component; refuse to load on mismatch.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// A plugin option, `key=value`; repeatable.
+        #[arg(long = "option", short = 'o', value_name = "KEY=VALUE")]
+        options: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.log.as_deref());
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: Option<&str>) {
+    let filter = filter
+        .map(tracing_subscriber::EnvFilter::new)
+        .or_else(|| tracing_subscriber::EnvFilter::try_from_default_env().ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime(g: &Global) -> Result<Runtime> {
+    if !(g.plugin_time > 0.0 && g.plugin_time.is_finite()) {
+        bail!(
+            "--plugin-time must be a positive number of seconds, not {}",
+            g.plugin_time
+        );
+    }
+    Runtime::new(RuntimeConfig {
+        limits: Limits {
+            memory_bytes: g.plugin_memory << 20,
+            time: Duration::from_secs_f64(g.plugin_time),
+            output_bytes: g.plugin_output << 20,
+        },
+        cache_dir: g
+            .cache_dir
+            .clone()
+            .or_else(plugin::CompileCache::default_dir),
+    })
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Plugins { plugin_dir } => {
+            let rt = runtime(&cli.global)?;
+            list_plugins(&rt, plugin_dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::Test {
+                    plugin,
+                    sha256,
+                    options,
+                },
+        } => {
+            let rt = runtime(&cli.global)?;
+            let mut r = PluginRef::parse(&plugin);
+            r.sha256 = sha256;
+            let opts = parse_options(&options)?;
+            let loaded = rt.load(&r)?;
+            let report = plugin::conformance::run(&loaded, &opts);
+            for c in &report.checks {
+                match &c.outcome {
+                    Ok(()) => println!("ok    {}", c.name),
+                    Err(e) => println!("FAIL  {}: {e}", c.name),
+                }
+            }
+            let failed = report.failures().count();
+            println!("{} passed, {} failed", report.checks.len() - failed, failed);
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+fn parse_options(raw: &[String]) -> Result<Vec<(String, String)>> {
+    raw.iter()
+        .map(|o| {
+            o.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .with_context(|| format!("option `{o}` is not KEY=VALUE"))
+        })
+        .collect()
+}
+
+fn list_plugins(rt: &Runtime, dir: Option<PathBuf>) -> Result<()> {
+    let mut rows: Vec<(String, Plugin)> = Vec::new();
+    for b in plugin::BUILTINS {
+        rows.push(("built-in".into(), rt.load(&PluginRef::parse(b.name))?));
+    }
+    if let Some(dir) = dir {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .with_context(|| format!("reading plugin directory {}", dir.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            match rt.load(&PluginRef {
+                source: plugin::PluginSource::Path(p.clone()),
+                sha256: None,
+            }) {
+                Ok(pl) => rows.push((p.display().to_string(), pl)),
+                Err(e) => eprintln!("skipping {}: {e:#}", p.display()),
+            }
+        }
+    }
+    println!(
+        "{:<14} {:<7} {:<8} {:>9}  {:<16}  {}",
+        "NAME", "KIND", "VERSION", "SIZE", "SHA256", "SOURCE"
+    );
+    for (source, p) in &rows {
+        let m = p.meta();
+        let info = p.info();
+        println!(
+            "{:<14} {:<7} {:<8} {:>9}  {:<16}  {}",
+            info.name,
+            m.kind.to_string(),
+            info.version,
+            format!("{:.1} KiB", m.size as f64 / 1024.0),
+            &m.sha256[..16],
+            source
+        );
+        println!("    {}", info.description);
+        for o in &info.options {
+            println!(
+                "    --option {}=<{}>  (default {}) {}",
+                o.name, o.kind, o.default_value, o.description
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! Host bindings: one `bindgen!` per WIT world, and conversions between the generated types and
+//! the SDK's plain [`Batch`](strata_plugin_sdk::Batch) types the rest of strata uses.
+
+use strata_plugin_sdk as sdk;
+
+pub mod codec {
+    wasmtime::component::bindgen!({ path: "../wit", world: "codec" });
+}
+
+pub mod policy {
+    wasmtime::component::bindgen!({ path: "../wit", world: "policy" });
+}
+
+/// Conversions for one world's copy of the `types` interface.
+macro_rules! conversions {
+    ($types:path) => {
+        use $types as wit;
+
+        pub fn batch_to_wit(b: &sdk::Batch) -> wit::Batch {
+            wit::Batch {
+                coins: b.coins.clone(),
+                coin_index: b.coin_index.clone(),
+                ts: b.ts.clone(),
+                price: b.price.clone(),
+                market_cap: b.market_cap.clone(),
+                volume: b.volume.clone(),
+                supply: b.supply.clone(),
+                rank: b.rank.clone(),
+            }
+        }
+
+        pub fn batch_from_wit(b: wit::Batch) -> sdk::Batch {
+            sdk::Batch {
+                coins: b.coins,
+                coin_index: b.coin_index,
+                ts: b.ts,
+                price: b.price,
+                market_cap: b.market_cap,
+                volume: b.volume,
+                supply: b.supply,
+                rank: b.rank,
+            }
+        }
+
+        pub fn error_from_wit(e: wit::Error) -> sdk::Error {
+            match e {
+                wit::Error::InvalidOptions(m) => sdk::Error::InvalidOptions(m),
+                wit::Error::CorruptInput(m) => sdk::Error::CorruptInput(m),
+                wit::Error::Unsupported(m) => sdk::Error::Unsupported(m),
+                wit::Error::Internal(m) => sdk::Error::Internal(m),
+            }
+        }
+
+        pub fn info_from_wit(i: wit::PluginInfo) -> sdk::PluginInfo {
+            sdk::PluginInfo {
+                name: i.name,
+                version: i.version,
+                description: i.description,
+                options: i
+                    .options
+                    .into_iter()
+                    .map(|o| sdk::OptionSpec {
+                        name: o.name,
+                        kind: o.kind,
+                        default_value: o.default_value,
+                        description: o.description,
+                    })
+                    .collect(),
+            }
+        }
+    };
+}
+
+pub mod codec_conv {
+    use super::*;
+    conversions!(super::codec::strata::plugin::types);
+}
+
+pub mod policy_conv {
+    use super::*;
+    conversions!(super::policy::strata::plugin::types);
+}

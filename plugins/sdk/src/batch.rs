@@ -1,0 +1,374 @@
+//! The columnar batch every plugin reads and writes: the Rust twin of the WIT `batch` record.
+
+use crate::Error;
+
+/// A columnar batch of market observations; see `wit/strata.wit` for the meaning of each column.
+///
+/// Row `i` is `(coins[coin_index[i]], ts[i], price[i], market_cap[i], volume[i], supply[i],
+/// rank[i])`. NaN in a float column and 0 in `rank` mean "unknown".
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Batch {
+    pub coins: Vec<String>,
+    pub coin_index: Vec<u32>,
+    pub ts: Vec<i64>,
+    pub price: Vec<f64>,
+    pub market_cap: Vec<f64>,
+    pub volume: Vec<f64>,
+    pub supply: Vec<f64>,
+    pub rank: Vec<u32>,
+}
+
+/// One row of a batch, by value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Row<'a> {
+    pub coin: &'a str,
+    pub ts: i64,
+    pub price: f64,
+    pub market_cap: f64,
+    pub volume: f64,
+    pub supply: f64,
+    pub rank: u32,
+}
+
+impl Row<'_> {
+    /// True when both rows hold the same bits in every column (NaN == NaN, 0.0 != -0.0).
+    pub fn bit_eq(&self, other: &Row<'_>) -> bool {
+        self.coin == other.coin
+            && self.ts == other.ts
+            && self.price.to_bits() == other.price.to_bits()
+            && self.market_cap.to_bits() == other.market_cap.to_bits()
+            && self.volume.to_bits() == other.volume.to_bits()
+            && self.supply.to_bits() == other.supply.to_bits()
+            && self.rank == other.rank
+    }
+}
+
+impl Batch {
+    /// An empty batch with room for `rows` rows.
+    pub fn with_capacity(rows: usize) -> Batch {
+        Batch {
+            coins: Vec::new(),
+            coin_index: Vec::with_capacity(rows),
+            ts: Vec::with_capacity(rows),
+            price: Vec::with_capacity(rows),
+            market_cap: Vec::with_capacity(rows),
+            volume: Vec::with_capacity(rows),
+            supply: Vec::with_capacity(rows),
+            rank: Vec::with_capacity(rows),
+        }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ts.is_empty()
+    }
+
+    /// Row `i`. Panics when out of range, like slice indexing.
+    pub fn row(&self, i: usize) -> Row<'_> {
+        Row {
+            coin: &self.coins[self.coin_index[i] as usize],
+            ts: self.ts[i],
+            price: self.price[i],
+            market_cap: self.market_cap[i],
+            volume: self.volume[i],
+            supply: self.supply[i],
+            rank: self.rank[i],
+        }
+    }
+
+    /// All rows in order.
+    pub fn rows(&self) -> impl ExactSizeIterator<Item = Row<'_>> + '_ {
+        (0..self.len()).map(|i| self.row(i))
+    }
+
+    /// Appends a row whose coin is already in the dictionary at `coin`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(
+        &mut self,
+        coin: u32,
+        ts: i64,
+        price: f64,
+        market_cap: f64,
+        volume: f64,
+        supply: f64,
+        rank: u32,
+    ) {
+        self.coin_index.push(coin);
+        self.ts.push(ts);
+        self.price.push(price);
+        self.market_cap.push(market_cap);
+        self.volume.push(volume);
+        self.supply.push(supply);
+        self.rank.push(rank);
+    }
+
+    /// Appends a copy of `row`, adding its coin to the dictionary through `dict` when new.
+    pub fn push_row(&mut self, row: &Row<'_>, dict: &mut CoinDict) {
+        let c = dict.intern(&mut self.coins, row.coin);
+        self.push(
+            c,
+            row.ts,
+            row.price,
+            row.market_cap,
+            row.volume,
+            row.supply,
+            row.rank,
+        );
+    }
+
+    /// Checks the invariants of the WIT `batch` record: equal column lengths, coin indices in
+    /// range, no duplicate or empty coin ids.
+    pub fn validate(&self) -> Result<(), Error> {
+        let n = self.ts.len();
+        let columns = [
+            ("coin-index", self.coin_index.len()),
+            ("price", self.price.len()),
+            ("market-cap", self.market_cap.len()),
+            ("volume", self.volume.len()),
+            ("supply", self.supply.len()),
+            ("rank", self.rank.len()),
+        ];
+        for (name, len) in columns {
+            if len != n {
+                return Err(Error::CorruptInput(format!(
+                    "column `{name}` has {len} rows but `ts` has {n}"
+                )));
+            }
+        }
+        if let Some((row, &c)) = self
+            .coin_index
+            .iter()
+            .enumerate()
+            .find(|&(_, &c)| c as usize >= self.coins.len())
+        {
+            return Err(Error::CorruptInput(format!(
+                "row {row}: coin index {c} is out of range (dictionary has {} coins)",
+                self.coins.len()
+            )));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(self.coins.len());
+        for coin in &self.coins {
+            if coin.is_empty() {
+                return Err(Error::CorruptInput("empty coin id in dictionary".into()));
+            }
+            if !seen.insert(coin.as_str()) {
+                return Err(Error::CorruptInput(format!(
+                    "coin id `{coin}` appears twice in the dictionary"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The row order that sorts this batch by (coin id, ts), stable for equal keys.
+    pub fn sorted_order(&self) -> Vec<u32> {
+        // Rank coins by id once, then sort rows by (rank, ts): no string compares per row.
+        let mut by_name: Vec<u32> = (0..self.coins.len() as u32).collect();
+        by_name.sort_unstable_by(|&a, &b| self.coins[a as usize].cmp(&self.coins[b as usize]));
+        let mut coin_rank = vec![0u32; self.coins.len()];
+        for (r, &c) in by_name.iter().enumerate() {
+            coin_rank[c as usize] = r as u32;
+        }
+        let mut order: Vec<u32> = (0..self.len() as u32).collect();
+        order.sort_by_key(|&i| {
+            (
+                coin_rank[self.coin_index[i as usize] as usize],
+                self.ts[i as usize],
+            )
+        });
+        order
+    }
+
+    /// True when rows are sorted by (coin id, ts), ties allowed.
+    pub fn is_sorted_by_coin_ts(&self) -> bool {
+        (1..self.len()).all(|i| {
+            let (a, b) = (self.row(i - 1), self.row(i));
+            (a.coin, a.ts) <= (b.coin, b.ts)
+        })
+    }
+
+    /// A new batch with the rows at `indices`, in that order. The dictionary keeps only the
+    /// coins those rows use, in order of first use.
+    pub fn take(&self, indices: &[u32]) -> Batch {
+        let mut out = Batch::with_capacity(indices.len());
+        let mut remap = vec![u32::MAX; self.coins.len()];
+        for &i in indices {
+            let i = i as usize;
+            let old = self.coin_index[i] as usize;
+            if remap[old] == u32::MAX {
+                remap[old] = out.coins.len() as u32;
+                out.coins.push(self.coins[old].clone());
+            }
+            out.push(
+                remap[old],
+                self.ts[i],
+                self.price[i],
+                self.market_cap[i],
+                self.volume[i],
+                self.supply[i],
+                self.rank[i],
+            );
+        }
+        out
+    }
+
+    /// This batch sorted by (coin id, ts), with a dictionary in coin-id order.
+    pub fn sorted(&self) -> Batch {
+        self.take(&self.sorted_order())
+    }
+
+    /// Only the rows whose coin is in `coins`.
+    pub fn filter_coins(&self, coins: &[String]) -> Batch {
+        let wanted: Vec<bool> = self.coins.iter().map(|c| coins.contains(c)).collect();
+        let keep: Vec<u32> = (0..self.len() as u32)
+            .filter(|&i| wanted[self.coin_index[i as usize] as usize])
+            .collect();
+        self.take(&keep)
+    }
+
+    /// Appends all rows of `other`, merging dictionaries.
+    pub fn extend_from(&mut self, other: &Batch) {
+        let mut dict = CoinDict::from_coins(&self.coins);
+        let map: Vec<u32> = other
+            .coins
+            .iter()
+            .map(|c| dict.intern(&mut self.coins, c))
+            .collect();
+        for i in 0..other.len() {
+            self.push(
+                map[other.coin_index[i] as usize],
+                other.ts[i],
+                other.price[i],
+                other.market_cap[i],
+                other.volume[i],
+                other.supply[i],
+                other.rank[i],
+            );
+        }
+    }
+
+    /// True when both batches hold the same rows, bit for bit, in the same order (dictionaries
+    /// may differ in order and unused entries).
+    pub fn bit_eq(&self, other: &Batch) -> bool {
+        self.len() == other.len() && self.rows().zip(other.rows()).all(|(a, b)| a.bit_eq(&b))
+    }
+
+    /// The first row where the two batches differ, for test failure messages.
+    pub fn first_difference(&self, other: &Batch) -> Option<String> {
+        if self.len() != other.len() {
+            return Some(format!("{} rows vs {} rows", self.len(), other.len()));
+        }
+        self.rows()
+            .zip(other.rows())
+            .enumerate()
+            .find(|(_, (a, b))| !a.bit_eq(b))
+            .map(|(i, (a, b))| format!("row {i}: {a:?} vs {b:?}"))
+    }
+}
+
+/// Maps coin ids to dictionary indices while a batch is being built.
+#[derive(Default, Debug, Clone)]
+pub struct CoinDict {
+    index: std::collections::HashMap<String, u32>,
+}
+
+impl CoinDict {
+    /// A dictionary that already knows `coins` at their positions.
+    pub fn from_coins(coins: &[String]) -> CoinDict {
+        CoinDict {
+            index: coins
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.clone(), i as u32))
+                .collect(),
+        }
+    }
+
+    /// The index of `coin` in `coins`, pushing it when new.
+    pub fn intern(&mut self, coins: &mut Vec<String>, coin: &str) -> u32 {
+        if let Some(&i) = self.index.get(coin) {
+            return i;
+        }
+        let i = coins.len() as u32;
+        coins.push(coin.to_owned());
+        self.index.insert(coin.to_owned(), i);
+        i
+    }
+
+    pub fn get(&self, coin: &str) -> Option<u32> {
+        self.index.get(coin).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Batch {
+        let mut b = Batch::default();
+        let mut d = CoinDict::default();
+        for (coin, ts) in [("b", 2), ("a", 5), ("b", 1), ("a", 3)] {
+            let row = Row {
+                coin,
+                ts,
+                price: ts as f64,
+                market_cap: f64::NAN,
+                volume: -0.0,
+                supply: 1.0,
+                rank: 0,
+            };
+            b.push_row(&row, &mut d);
+        }
+        b
+    }
+
+    #[test]
+    fn sorts_by_coin_then_ts() {
+        let s = sample().sorted();
+        let keys: Vec<(&str, i64)> = s.rows().map(|r| (r.coin, r.ts)).collect();
+        assert_eq!(keys, [("a", 3), ("a", 5), ("b", 1), ("b", 2)]);
+        assert!(s.is_sorted_by_coin_ts());
+        assert!(!sample().is_sorted_by_coin_ts());
+        assert_eq!(s.coins, ["a", "b"]);
+    }
+
+    #[test]
+    fn validate_catches_bad_batches() {
+        let mut b = sample();
+        assert!(b.validate().is_ok());
+        b.coin_index[0] = 9;
+        assert!(matches!(b.validate(), Err(Error::CorruptInput(m)) if m.contains("out of range")));
+        let mut b = sample();
+        b.price.pop();
+        assert!(matches!(b.validate(), Err(Error::CorruptInput(m)) if m.contains("price")));
+        let mut b = sample();
+        b.coins.push("a".into());
+        assert!(b.validate().is_err());
+    }
+
+    #[test]
+    fn bit_eq_distinguishes_signed_zero_and_matches_nan() {
+        let a = sample();
+        let mut b = a.clone();
+        assert!(a.bit_eq(&b));
+        b.volume[1] = 0.0;
+        assert!(!a.bit_eq(&b));
+        assert!(a.first_difference(&b).unwrap().starts_with("row 1"));
+    }
+
+    #[test]
+    fn filter_and_extend() {
+        let a = sample();
+        let only_a = a.filter_coins(&["a".to_string()]);
+        assert_eq!(only_a.len(), 2);
+        assert_eq!(only_a.coins, ["a"]);
+        let mut both = only_a.clone();
+        both.extend_from(&a.filter_coins(&["b".to_string()]));
+        assert_eq!(both.len(), 4);
+        assert!(both.sorted().bit_eq(&a.sorted()));
+    }
+}
