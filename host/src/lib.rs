@@ -7,9 +7,11 @@
 //! recompiling strata.
 //!
 //! - [`plugin`]: the sandboxed plugin runtime, the built-in plugins and their conformance suite.
+//! - [`policy`]: tier policies (TOML): ages, retention plugins, codecs, segment layout.
 //!
 //! The batch type every layer shares is the SDK's [`Batch`](strata_plugin_sdk::Batch).
 
 pub mod plugin;
+pub mod policy;
 
 pub use strata_plugin_sdk as sdk;
