@@ -8,9 +8,13 @@
 //!
 //! - [`plugin`]: the sandboxed plugin runtime, the built-in plugins and their conformance suite.
 //! - [`policy`]: tier policies (TOML): ages, retention plugins, codecs, segment layout.
+//! - [`compare`]: every codec on the same data, through wasm and natively (`strata compare`).
+//! - [`plan`]: storage and cost per tier per year for a policy (`strata plan`).
 //!
 //! The batch type every layer shares is the SDK's [`Batch`](strata_plugin_sdk::Batch).
 
+pub mod compare;
+pub mod plan;
 pub mod plugin;
 pub mod policy;
 
