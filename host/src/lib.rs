@@ -7,9 +7,12 @@
 //! recompiling strata.
 //!
 //! - [`plugin`]: the sandboxed plugin runtime, the built-in plugins and their conformance suite.
+//! - [`source`]: the ways data gets in — file readers (canonical CSV/JSONL, CoinGecko, CMC,
+//!   mapped CSVs) and the Coinpaprika client and collector.
 //!
 //! The batch type every layer shares is the SDK's [`Batch`](strata_plugin_sdk::Batch).
 
 pub mod plugin;
+pub mod source;
 
 pub use strata_plugin_sdk as sdk;

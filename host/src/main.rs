@@ -52,6 +52,63 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Read a data file without storing it: print what was read, the rejected rows and the speed.
+    Parse {
+        /// The file (gzip is detected).
+        file: PathBuf,
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Rejected rows to print.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        show_errors: usize,
+    },
+}
+
+/// How to read an input file (see `strata::source`).
+#[derive(Args)]
+struct SourceArgs {
+    /// Input format: auto, csv, jsonl, coingecko-csv, coingecko-2021-csv, cmc-ndjson,
+    /// coinpaprika-tickers, coinpaprika-historical.
+    #[arg(long, default_value = "auto", value_name = "FORMAT")]
+    format: strata::source::Format,
+    /// Column mapping for other CSVs, e.g. `coin=Symbol,ts=Date,price=Close`.
+    #[arg(long, value_name = "FIELD=COLUMN,...")]
+    map: Option<strata::source::ColumnMap>,
+    /// Unit of numeric timestamps in CSV input: s, ms, us or ns.
+    #[arg(long, default_value = "ms", value_name = "UNIT")]
+    ts_unit: strata::source::TsUnit,
+    /// strftime format of text timestamps in CSV input, e.g. `%Y-%m-%d` (UTC unless it has %z).
+    #[arg(long, value_name = "FORMAT")]
+    ts_format: Option<String>,
+    /// Coin id for inputs without one (a CSV without a coin column, a Coinpaprika historical
+    /// response).
+    #[arg(long, value_name = "ID")]
+    coin: Option<String>,
+    /// CSV field delimiter (one ASCII character).
+    #[arg(long, default_value = ",", value_name = "CHAR")]
+    delimiter: char,
+    /// Rows per chunk.
+    #[arg(long, default_value_t = 65_536, value_name = "ROWS")]
+    chunk_rows: usize,
+}
+
+impl SourceArgs {
+    fn options(&self) -> Result<strata::source::ReadOptions> {
+        if !self.delimiter.is_ascii() {
+            bail!(
+                "--delimiter must be one ASCII character, not `{}`",
+                self.delimiter
+            );
+        }
+        Ok(strata::source::ReadOptions {
+            chunk_rows: self.chunk_rows,
+            map: self.map.clone().unwrap_or_default(),
+            ts_unit: self.ts_unit,
+            ts_format: self.ts_format.clone(),
+            coin: self.coin.clone(),
+            delimiter: self.delimiter as u8,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -117,6 +174,11 @@ fn runtime(g: &Global) -> Result<Runtime> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Parse {
+            file,
+            source,
+            show_errors,
+        } => parse_file(&file, &source, show_errors),
         Command::Plugins { plugin_dir } => {
             let rt = runtime(&cli.global)?;
             list_plugins(&rt, plugin_dir)?;
@@ -151,6 +213,48 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
     }
+}
+
+/// `strata parse`: reads a file through `strata::source` and summarises it.
+fn parse_file(file: &std::path::Path, args: &SourceArgs, show_errors: usize) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let reader = strata::source::open(file, args.format, &args.options()?)?;
+    let format = reader.format();
+    let (mut rows, mut errors, mut chunks) = (0usize, 0usize, 0usize);
+    let mut coins = std::collections::HashSet::new();
+    let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
+    for chunk in reader {
+        let chunk = chunk?;
+        chunks += 1;
+        rows += chunk.batch.len();
+        for e in &chunk.errors {
+            if errors < show_errors {
+                println!("rejected: {e}");
+            }
+            errors += 1;
+        }
+        coins.extend(chunk.batch.coins);
+        if let (Some(lo), Some(hi)) = (chunk.batch.ts.iter().min(), chunk.batch.ts.iter().max()) {
+            min_ts = min_ts.min(*lo);
+            max_ts = max_ts.max(*hi);
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("format:   {format}");
+    println!("rows:     {rows} in {chunks} chunks, {} coins", coins.len());
+    println!("rejected: {errors}");
+    if rows > 0 {
+        let time = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(ms)
+                .map_or_else(|| format!("{ms} ms"), |t| t.to_rfc3339())
+        };
+        println!("time:     {} .. {}", time(min_ts), time(max_ts));
+    }
+    println!(
+        "speed:    {secs:.3} s, {:.2} M rows/s",
+        (rows + errors) as f64 / secs.max(1e-9) / 1e6
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_options(raw: &[String]) -> Result<Vec<(String, String)>> {
