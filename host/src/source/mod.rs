@@ -441,56 +441,153 @@ pub fn open_reader(
 }
 
 /// Wraps `input` in a gzip decoder (multi-member, as `gzip` concatenates) when it starts with
-/// the gzip magic bytes.
+/// the gzip magic bytes. The decoder runs on its own thread, a few blocks ahead of the parser,
+/// so decompression and parsing use two cores.
 fn maybe_gunzip(input: Box<dyn Read + Send>) -> Result<Input> {
     let mut buffered = BufReader::with_capacity(256 * 1024, input);
     let head = buffered.fill_buf()?;
     if head.starts_with(&[0x1f, 0x8b]) {
         let decoder = flate2::bufread::MultiGzDecoder::new(buffered);
-        Ok(Box::new(BufReader::with_capacity(256 * 1024, decoder)))
+        Ok(Box::new(Prefetch::spawn(Box::new(decoder))))
     } else {
         Ok(Box::new(buffered))
     }
 }
 
-/// Reads up to the first newline (at most 64 KiB) without consuming it: the first line.
-fn peek_first_line(input: &mut Input) -> Result<Vec<u8>> {
-    // A BufReader's buffer may hold less than a line after one read; refill by chaining what
-    // was seen in front of the rest, so nothing is consumed.
-    let mut seen = Vec::new();
-    let mut taken: Input = std::mem::replace(input, Box::new(std::io::empty()));
-    loop {
-        let buf = taken.fill_buf()?;
-        if buf.is_empty() {
-            break;
-        }
-        let n = buf.len().min(64 * 1024 - seen.len());
-        let newline = buf[..n].iter().position(|&b| b == b'\n');
-        let end = newline.map_or(n, |i| i + 1);
-        seen.extend_from_slice(&buf[..end]);
-        taken.consume(end);
-        if newline.is_some() || seen.len() >= 64 * 1024 {
-            break;
+/// A reader fed by a thread that reads its source ahead, in blocks, through a bounded channel.
+/// Dropping it stops the thread (its next send fails).
+struct Prefetch {
+    blocks: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    block: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl Prefetch {
+    const BLOCK: usize = 1 << 20;
+    const AHEAD: usize = 4;
+
+    fn spawn(mut source: Box<dyn Read + Send>) -> Prefetch {
+        let (tx, rx) = std::sync::mpsc::sync_channel(Prefetch::AHEAD);
+        std::thread::Builder::new()
+            .name("strata-gunzip".into())
+            .spawn(move || {
+                loop {
+                    let mut block = vec![0u8; Prefetch::BLOCK];
+                    let mut filled = 0;
+                    let result = loop {
+                        match source.read(&mut block[filled..]) {
+                            Ok(0) => break Ok(()),
+                            Ok(n) => {
+                                filled += n;
+                                if filled == block.len() {
+                                    break Ok(());
+                                }
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(e) => break Err(e),
+                        }
+                    };
+                    block.truncate(filled);
+                    let last = filled < Prefetch::BLOCK || result.is_err();
+                    if filled > 0 && tx.send(Ok(block)).is_err() {
+                        return;
+                    }
+                    if let Err(e) = result {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                    if last {
+                        return;
+                    }
+                }
+            })
+            .expect("spawning the gunzip thread");
+        Prefetch {
+            blocks: rx,
+            block: Vec::new(),
+            pos: 0,
+            done: false,
         }
     }
+}
+
+impl Read for Prefetch {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let buf = self.fill_buf()?;
+        let n = buf.len().min(out.len());
+        out[..n].copy_from_slice(&buf[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Prefetch {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while self.pos == self.block.len() && !self.done {
+            match self.blocks.recv() {
+                Ok(Ok(block)) => {
+                    self.block = block;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(_) => self.done = true,
+            }
+        }
+        Ok(&self.block[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.block.len());
+    }
+}
+
+/// The first `n` bytes of `input` (fewer at its end), left unconsumed.
+fn peek(input: &mut Input, n: usize) -> Result<Vec<u8>> {
+    // A buffered reader may hold less than `n` bytes after one read; put what was taken back
+    // in front of the rest, so nothing is lost.
+    let mut seen = Vec::new();
+    let mut taken: Input = std::mem::replace(input, Box::new(std::io::empty()));
+    let result = loop {
+        let buf = match taken.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) => break Err(e),
+        };
+        if buf.is_empty() {
+            break Ok(());
+        }
+        let k = buf.len().min(n - seen.len());
+        seen.extend_from_slice(&buf[..k]);
+        taken.consume(k);
+        if seen.len() >= n {
+            break Ok(());
+        }
+    };
     *input = Box::new(std::io::Cursor::new(seen.clone()).chain(taken));
+    result?;
     Ok(seen)
 }
 
-/// Decides the format of `input` from its first line.
+/// Decides the format of `input` from its first bytes: the first JSON entry or CSV header.
 fn detect(input: &mut Input, opts: &ReadOptions) -> Result<Format> {
     if !opts.map.is_empty() {
         return Ok(Format::Csv);
     }
-    let first = peek_first_line(input)?;
-    let text = String::from_utf8_lossy(&first);
+    let head = peek(input, 64 * 1024)?;
+    let first = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let text = String::from_utf8_lossy(first);
     let trimmed = text.trim_start_matches('\u{feff}').trim_start();
     if trimmed.is_empty() {
         bail!("cannot detect the format of an empty input; give the format explicitly");
     }
-    if trimmed.starts_with('[') {
+    if trimmed.starts_with('[') || trimmed.trim_end() == "{" {
+        // Possibly pretty-printed: look at everything peeked, not just the first line.
+        let all = String::from_utf8_lossy(&head);
         return Ok(
-            if trimmed.contains("\"quotes\"") || trimmed.contains("\"last_updated\"") {
+            if all.contains("\"quotes\"") || all.contains("\"last_updated\"") {
                 Format::CoinpaprikaTickers
             } else {
                 Format::CoinpaprikaHistorical

@@ -257,6 +257,45 @@ fn auto_detects_every_format() {
             )
         );
     }
+    // Pretty-printed responses: the first line alone says nothing.
+    let pretty = "[\n  {\n    \"id\": \"btc-bitcoin\",\n    \"last_updated\": \"2019-09-06T12:40:34Z\",\n    \"quotes\": {\"USD\": {\"price\": 1}}\n  }\n]\n";
+    let r = open_reader(
+        Box::new(std::io::Cursor::new(pretty.as_bytes().to_vec())),
+        "p.json",
+        Format::Auto,
+        &ReadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(r.format(), Format::CoinpaprikaTickers);
+    assert_eq!(merge(r.collect::<Result<Vec<_>>>().unwrap()).batch.len(), 1);
+    let pretty = "[\n {\n  \"timestamp\": \"2019-01-01T00:00:00Z\", \"price\": 3743.13\n }\n]";
+    let opts = ReadOptions {
+        coin: Some("btc-bitcoin".into()),
+        ..ReadOptions::default()
+    };
+    let r = open_reader(
+        Box::new(std::io::Cursor::new(pretty.as_bytes().to_vec())),
+        "h.json",
+        Format::Auto,
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(r.format(), Format::CoinpaprikaHistorical);
+    let c = merge(r.collect::<Result<Vec<_>>>().unwrap());
+    assert_eq!(
+        (c.batch.coins[0].as_str(), c.batch.ts[0], c.batch.price[0]),
+        ("btc-bitcoin", 1_546_300_800_000, 3743.13)
+    );
+    let err = open_reader(
+        Box::new(std::io::Cursor::new(pretty.as_bytes().to_vec())),
+        "h.json",
+        Format::Auto,
+        &ReadOptions::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("does not name its coin"), "{err}");
+
     let err = read_str(
         "Date,Close\n2024-01-01,5\n",
         Format::Auto,

@@ -37,6 +37,19 @@ fn row<'a>(c: &'a Chunk, coin: &str) -> (usize, strata_plugin_sdk::Row<'a>) {
     (i, c.batch.row(i))
 }
 
+/// (id, symbol, name, rank, supply, last_updated ms, price, market_cap, volume_24h)
+type Expected = (
+    &'static str,
+    &'static str,
+    &'static str,
+    u32,
+    f64,
+    i64,
+    f64,
+    f64,
+    f64,
+);
+
 /// Checks the recorded 2019 tickers: every coin, and several coins field by field, bit for
 /// bit against the values in the JSON text.
 fn check_tickers_2019(c: &Chunk) {
@@ -49,50 +62,50 @@ fn check_tickers_2019(c: &Chunk) {
     assert_eq!(c.batch.coins.len(), 2541);
     c.batch.validate().unwrap();
     // (id, symbol, name, rank, supply, last_updated ms, price, market_cap, volume_24h)
-    let expect: [(&str, &str, &str, u32, f64, i64, f64, f64, f64); 4] = [
+    let expect: [Expected; 4] = [
         (
             "btc-bitcoin",
             "BTC",
             "Bitcoin",
             1,
-            17_919_100.0,
-            1_567_773_634_000,
+            17919100.0,
+            1567773634000,
             10913.27425377,
-            195_556_052_680.0,
-            15_497_171_907.63,
+            195556052680.0,
+            15497171907.63,
         ),
         (
             "eth-ethereum",
             "ETH",
             "Ethereum",
             2,
-            107_629_352.0,
-            1_567_773_634_000,
+            107629352.0,
+            1567773634000,
             177.21333903,
-            19_073_348_693.0,
-            5_218_942_622.329,
+            19073348693.0,
+            5218942622.329,
         ),
         (
             "miota-iota",
             "MIOTA",
             "IOTA",
             18,
-            2_779_530_283.0,
-            1_567_773_634_000,
+            2779530283.0,
+            1567773634000,
             0.24393702,
-            678_030_334.0,
-            6_310_790.1663739,
+            678030334.0,
+            6310790.1663739,
         ),
         (
             "eos-eos",
             "EOS",
             "EOS",
             8,
-            1_018_578_880.0,
-            1_567_773_634_000,
+            1018578880.0,
+            1567773634000,
             3.33850223,
-            3_400_527_862.0,
-            1_344_033_021.4783,
+            3400527862.0,
+            1344033021.4783,
         ),
     ];
     for (id, symbol, name, rank, supply, ts, price, mcap, vol) in expect {
