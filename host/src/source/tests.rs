@@ -22,14 +22,17 @@ pub(crate) fn shared(rel: &str) -> Option<PathBuf> {
     }
 }
 
-fn read_str(text: &str, format: Format, opts: &ReadOptions) -> Result<Vec<Chunk>> {
+fn reader(text: &str, name: &str, format: Format, opts: &ReadOptions) -> Result<Reader> {
     open_reader(
         Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
-        "in.csv",
+        name,
         format,
         opts,
-    )?
-    .collect()
+    )
+}
+
+fn read_str(text: &str, format: Format, opts: &ReadOptions) -> Result<Vec<Chunk>> {
+    reader(text, "in.csv", format, opts)?.collect()
 }
 
 fn read_all(text: &str, format: Format) -> Chunk {
@@ -231,13 +234,7 @@ fn auto_detects_every_format() {
         ),
     ];
     for (text, want) in cases {
-        let r = open_reader(
-            Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
-            "in",
-            Format::Auto,
-            &ReadOptions::default(),
-        )
-        .unwrap();
+        let r = reader(text, "in", Format::Auto, &ReadOptions::default()).unwrap();
         assert_eq!(r.format(), want, "{text}");
         let c = merge(r.collect::<Result<Vec<_>>>().unwrap());
         assert_eq!(
@@ -259,13 +256,7 @@ fn auto_detects_every_format() {
     }
     // Pretty-printed responses: the first line alone says nothing.
     let pretty = "[\n  {\n    \"id\": \"btc-bitcoin\",\n    \"last_updated\": \"2019-09-06T12:40:34Z\",\n    \"quotes\": {\"USD\": {\"price\": 1}}\n  }\n]\n";
-    let r = open_reader(
-        Box::new(std::io::Cursor::new(pretty.as_bytes().to_vec())),
-        "p.json",
-        Format::Auto,
-        &ReadOptions::default(),
-    )
-    .unwrap();
+    let r = reader(pretty, "p.json", Format::Auto, &ReadOptions::default()).unwrap();
     assert_eq!(r.format(), Format::CoinpaprikaTickers);
     assert_eq!(merge(r.collect::<Result<Vec<_>>>().unwrap()).batch.len(), 1);
     let pretty = "[\n {\n  \"timestamp\": \"2019-01-01T00:00:00Z\", \"price\": 3743.13\n }\n]";
@@ -273,27 +264,16 @@ fn auto_detects_every_format() {
         coin: Some("btc-bitcoin".into()),
         ..ReadOptions::default()
     };
-    let r = open_reader(
-        Box::new(std::io::Cursor::new(pretty.as_bytes().to_vec())),
-        "h.json",
-        Format::Auto,
-        &opts,
-    )
-    .unwrap();
+    let r = reader(pretty, "h.json", Format::Auto, &opts).unwrap();
     assert_eq!(r.format(), Format::CoinpaprikaHistorical);
     let c = merge(r.collect::<Result<Vec<_>>>().unwrap());
     assert_eq!(
         (c.batch.coins[0].as_str(), c.batch.ts[0], c.batch.price[0]),
         ("btc-bitcoin", 1_546_300_800_000, 3743.13)
     );
-    let err = open_reader(
-        Box::new(std::io::Cursor::new(pretty.as_bytes().to_vec())),
-        "h.json",
-        Format::Auto,
-        &ReadOptions::default(),
-    )
-    .err()
-    .unwrap();
+    let err = reader(pretty, "h.json", Format::Auto, &ReadOptions::default())
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("does not name its coin"), "{err}");
 
     let err = read_str(
