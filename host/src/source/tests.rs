@@ -699,3 +699,57 @@ fn chunk_append_merges_dictionaries_and_metadata() {
     assert_eq!(a.errors.len(), 1);
     assert_eq!(a.errors[0].to_string(), "f:9: m");
 }
+
+/// The polled Coinpaprika CSV through column maps: epoch seconds in one column, Go's time
+/// format in another; both must give the same times, out-of-order rows kept in file order.
+#[test]
+fn column_map_on_the_real_polled_coinpaprika_csv() {
+    let Some(path) = shared("coinpaprika-samples/v1_tickers_btc-bitcoin_polled_10s_2023-08-02.csv")
+    else {
+        return;
+    };
+    let by_seconds = ReadOptions {
+        map: "coin=ticker_id,ts=last_update_timestamp".parse().unwrap(),
+        ts_unit: TsUnit::S,
+        ..ReadOptions::default()
+    };
+    let by_text = ReadOptions {
+        map: "coin=ticker_id,ts=last_update".parse().unwrap(),
+        ts_format: Some("%Y-%m-%d %H:%M:%S %z UTC".into()),
+        ..ReadOptions::default()
+    };
+    let a = merge(
+        open(&path, Format::Auto, &by_seconds)
+            .unwrap()
+            .collect::<Result<Vec<_>>>()
+            .unwrap(),
+    );
+    let b = merge(
+        open(&path, Format::Csv, &by_text)
+            .unwrap()
+            .collect::<Result<Vec<_>>>()
+            .unwrap(),
+    );
+    assert!(
+        a.errors.is_empty() && b.errors.is_empty(),
+        "{:?} {:?}",
+        a.errors.first(),
+        b.errors.first()
+    );
+    let lines = std::fs::read_to_string(&path).unwrap().lines().count() - 1;
+    assert_eq!(a.batch.len(), lines);
+    assert!(
+        a.batch.bit_eq(&b.batch),
+        "{:?}",
+        a.batch.first_difference(&b.batch)
+    );
+    assert_eq!(a.batch.coins, ["btc-bitcoin"]);
+    assert_eq!(
+        (a.batch.ts[0], a.batch.price[0]),
+        (1_690_971_978_000, 29459.483105)
+    );
+    assert!(
+        a.batch.ts.windows(2).any(|w| w[1] < w[0]),
+        "the file's backward step is kept"
+    );
+}
