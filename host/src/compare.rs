@@ -86,8 +86,17 @@ fn rate(rows: usize, d: Duration) -> f64 {
 
 /// Runs every requested codec on `batch`. A codec that fails is reported with its error rather
 /// than ending the comparison.
-pub fn compare(rt: &Runtime, batch: &Batch, opts: &CompareOptions, mut progress: impl FnMut(&str)) -> Vec<Figures> {
-    let codecs = if opts.codecs.is_empty() { builtin_codecs() } else { opts.codecs.clone() };
+pub fn compare(
+    rt: &Runtime,
+    batch: &Batch,
+    opts: &CompareOptions,
+    mut progress: impl FnMut(&str),
+) -> Vec<Figures> {
+    let codecs = if opts.codecs.is_empty() {
+        builtin_codecs()
+    } else {
+        opts.codecs.clone()
+    };
     let baseline = jsonl_bytes(batch) as f64;
     codecs
         .iter()
@@ -140,9 +149,13 @@ fn measure(
     let (native_enc, native_dec) = match plugin::native(&codec_name) {
         Some(Native::Codec(make)) => {
             let native = make();
-            let (nbytes, ne) = best(runs, || Ok(sdk::encode_checked(native.as_ref(), batch, options)?))
-                .with_context(|| format!("{codec_name} natively"))?;
-            let (_, nd) = best(runs, || Ok(sdk::decode_checked(native.as_ref(), &nbytes, None)?))?;
+            let (nbytes, ne) = best(runs, || {
+                Ok(sdk::encode_checked(native.as_ref(), batch, options)?)
+            })
+            .with_context(|| format!("{codec_name} natively"))?;
+            let (_, nd) = best(runs, || {
+                Ok(sdk::decode_checked(native.as_ref(), &nbytes, None)?)
+            })?;
             (Some(ne), Some(nd))
         }
         _ => (None, None),
@@ -166,7 +179,11 @@ fn measure(
 }
 
 fn mrps(v: f64) -> String {
-    if v.is_nan() { "-".into() } else { format!("{:.2}", v / 1e6) }
+    if v.is_nan() {
+        "-".into()
+    } else {
+        format!("{:.2}", v / 1e6)
+    }
 }
 
 fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
@@ -177,7 +194,17 @@ fn opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
 pub fn table(figures: &[Figures]) -> String {
     let mut out = format!(
         "{:<14} {:>12} {:>8} {:>7} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7}  {}\n",
-        "codec", "bytes", "B/rec", "ratio", "enc M/s", "dec M/s", "nat enc", "nat dec", "tax e", "tax d", "round trip"
+        "codec",
+        "bytes",
+        "B/rec",
+        "ratio",
+        "enc M/s",
+        "dec M/s",
+        "nat enc",
+        "nat dec",
+        "tax e",
+        "tax d",
+        "round trip"
     );
     for f in figures {
         if let Some(e) = &f.error {
@@ -196,7 +223,11 @@ pub fn table(figures: &[Figures]) -> String {
             opt(f.native_decode_rps, mrps),
             opt(f.encode_tax, |t| format!("{t:.2}x")),
             opt(f.decode_tax, |t| format!("{t:.2}x")),
-            if f.round_trip_ok { "bit-exact" } else { "MISMATCH" }
+            if f.round_trip_ok {
+                "bit-exact"
+            } else {
+                "MISMATCH"
+            }
         );
     }
     out
@@ -217,7 +248,10 @@ pub fn chart_svg(figures: &[Figures], title: &str) -> Result<String> {
 
         let max_b = ok.iter().map(|f| f.bytes_per_record).fold(1.0, f64::max) * 1.15;
         let mut c = ChartBuilder::on(&top)
-            .caption(format!("{title}: bytes per record (smaller is better)"), ("sans-serif", 20))
+            .caption(
+                format!("{title}: bytes per record (smaller is better)"),
+                ("sans-serif", 20),
+            )
             .margin(12)
             .x_label_area_size(30)
             .y_label_area_size(120)
@@ -229,7 +263,13 @@ pub fn chart_svg(figures: &[Figures], title: &str) -> Result<String> {
             .x_desc("bytes / record")
             .draw()?;
         c.draw_series(ok.iter().enumerate().map(|(i, f)| {
-            Rectangle::new([(0.0, i as f64 + 0.15), (f.bytes_per_record, i as f64 + 0.85)], BLUE.mix(0.7).filled())
+            Rectangle::new(
+                [
+                    (0.0, i as f64 + 0.15),
+                    (f.bytes_per_record, i as f64 + 0.85),
+                ],
+                BLUE.mix(0.7).filled(),
+            )
         }))?;
         c.draw_series(ok.iter().enumerate().map(|(i, f)| {
             Text::new(
@@ -247,7 +287,10 @@ pub fn chart_svg(figures: &[Figures], title: &str) -> Result<String> {
             / 1e6
             * 1.15;
         let mut c = ChartBuilder::on(&bottom)
-            .caption("throughput through wasm, M records/s (encode dark, decode light)", ("sans-serif", 20))
+            .caption(
+                "throughput through wasm, M records/s (encode dark, decode light)",
+                ("sans-serif", 20),
+            )
             .margin(12)
             .x_label_area_size(30)
             .y_label_area_size(120)
@@ -259,10 +302,22 @@ pub fn chart_svg(figures: &[Figures], title: &str) -> Result<String> {
             .x_desc("M records / s")
             .draw()?;
         c.draw_series(ok.iter().enumerate().map(|(i, f)| {
-            Rectangle::new([(0.0, i as f64 + 0.1), (f.wasm_encode_rps / 1e6, i as f64 + 0.48)], GREEN.mix(0.8).filled())
+            Rectangle::new(
+                [
+                    (0.0, i as f64 + 0.1),
+                    (f.wasm_encode_rps / 1e6, i as f64 + 0.48),
+                ],
+                GREEN.mix(0.8).filled(),
+            )
         }))?;
         c.draw_series(ok.iter().enumerate().map(|(i, f)| {
-            Rectangle::new([(0.0, i as f64 + 0.52), (f.wasm_decode_rps / 1e6, i as f64 + 0.9)], GREEN.mix(0.35).filled())
+            Rectangle::new(
+                [
+                    (0.0, i as f64 + 0.52),
+                    (f.wasm_decode_rps / 1e6, i as f64 + 0.9),
+                ],
+                GREEN.mix(0.35).filled(),
+            )
         }))?;
         root.present()?;
     }
@@ -295,9 +350,19 @@ mod tests {
         bad.codec = "broken".into();
         bad.error = Some("boom".into());
         let t = table(&[f.clone(), bad]);
-        assert!(t.contains("x ") && t.contains("18.00") && t.contains("2.00x") && t.contains("bit-exact"), "{t}");
+        assert!(
+            t.contains("x ")
+                && t.contains("18.00")
+                && t.contains("2.00x")
+                && t.contains("bit-exact"),
+            "{t}"
+        );
         assert!(t.contains("broken         error: boom"), "{t}");
         let svg = chart_svg(&[f], "test").unwrap();
-        assert!(svg.starts_with("<svg") && svg.contains("bytes per record"), "{}", &svg[..200]);
+        assert!(
+            svg.starts_with("<svg") && svg.contains("bytes per record"),
+            "{}",
+            &svg[..200]
+        );
     }
 }

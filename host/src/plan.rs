@@ -92,7 +92,9 @@ pub struct Plan {
 /// makes of a year.
 fn one_year_of_ts(interval: i64) -> Vec<i64> {
     let start = 1_704_067_200_000; // 2024-01-01, a leap year: the plugin sees a real calendar
-    (0..YEAR_MS / interval).map(|i| start + i * interval).collect()
+    (0..YEAR_MS / interval)
+        .map(|i| start + i * interval)
+        .collect()
 }
 
 /// Builds the plan. `sample` is representative data (sorted or not) used to measure each tier
@@ -105,9 +107,14 @@ pub fn plan(rt: &Runtime, policy: &Policy, sample: &Batch, opts: &PlanOptions) -
     for (i, tier) in policy.tiers.iter().enumerate() {
         let end_age = tier.keep.unwrap_or(i64::MAX);
         let (rows_per_year, bpr, codec) = if i == 0 {
-            (year_ts.len() as f64, opts.hot_bytes_per_record, "sqlite".to_string())
+            (
+                year_ts.len() as f64,
+                opts.hot_bytes_per_record,
+                "sqlite".to_string(),
+            )
         } else {
-            tier_figures(rt, tier, &sample, &year_ts).with_context(|| format!("planning tier `{}`", tier.name))?
+            tier_figures(rt, tier, &sample, &year_ts)
+                .with_context(|| format!("planning tier `{}`", tier.name))?
         };
         let bytes_by_year = (1..=opts.years as i64)
             .map(|y| {
@@ -135,14 +142,23 @@ pub fn plan(rt: &Runtime, policy: &Policy, sample: &Batch, opts: &PlanOptions) -
         interval_ms: opts.interval,
         years: opts.years,
         naive_jsonl_bytes: opts.coins as f64 * year_ts.len() as f64 * opts.years as f64 * jsonl_bpr,
-        monthly_cost: opts.prices.iter().map(|(k, p)| (k.clone(), last / 1e9 * p)).collect(),
+        monthly_cost: opts
+            .prices
+            .iter()
+            .map(|(k, p)| (k.clone(), last / 1e9 * p))
+            .collect(),
         tiers,
         total_by_year,
     })
 }
 
 /// Rows per coin per year, bytes per record and codec name of one segment tier.
-fn tier_figures(rt: &Runtime, tier: &Tier, sample: &Batch, year_ts: &[i64]) -> Result<(f64, f64, String)> {
+fn tier_figures(
+    rt: &Runtime,
+    tier: &Tier,
+    sample: &Batch,
+    year_ts: &[i64],
+) -> Result<(f64, f64, String)> {
     let retention = tier.retention.as_ref().context("tier has no retention")?;
     let codec_spec = tier.codec.as_ref().context("tier has no codec")?;
     let policy = rt.policy(&retention.plugin)?;
@@ -158,7 +174,11 @@ fn tier_figures(rt: &Runtime, tier: &Tier, sample: &Batch, year_ts: &[i64]) -> R
         sha256: codec_spec.plugin.sha256.clone(),
     })?;
     let bytes = codec.encode(&kept, &codec_spec.options)?;
-    Ok((rows_per_year, bytes.len() as f64 / kept.len().max(1) as f64, codec.meta.name.clone()))
+    Ok((
+        rows_per_year,
+        bytes.len() as f64 / kept.len().max(1) as f64,
+        codec.meta.name.clone(),
+    ))
 }
 
 /// Human units: 1.23 GB.
@@ -182,7 +202,10 @@ pub fn table(p: &Plan) -> String {
         humantime::format_duration(std::time::Duration::from_millis(p.interval_ms as u64)),
         p.years
     );
-    out += &format!("{:<10} {:<12} {:>12} {:>8}", "tier", "codec", "rows/coin/y", "B/rec");
+    out += &format!(
+        "{:<10} {:<12} {:>12} {:>8}",
+        "tier", "codec", "rows/coin/y", "B/rec"
+    );
     for y in 1..=p.years {
         out += &format!(" {:>11}", format!("year {y}"));
     }
