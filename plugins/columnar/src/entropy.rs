@@ -1,0 +1,478 @@
+//! The entropy stage: static rANS over the per-value *symbols* (bit lengths of residual codes),
+//! with one frequency table per (stream family, context).
+//!
+//! Every coded value is split in two: a symbol in `0..NSYM` (the bit length of its residual code,
+//! or [`ESC`]) and the residual's low bits, which are written raw to the bit stream. Only the
+//! symbols are entropy coded; their distributions are skewed and depend on recent history, so
+//! each family (a column, or one half of the timestamp code) has [`NCTX`] tables selected by the
+//! previous symbol of the same family. Tables are counted over the whole segment and stored once
+//! in its header, so each coin's section stays independently decodable.
+//!
+//! The coder is byte-wise rANS with a 32-bit state (Duda's ANS as in Giesen's `ryg_rans`), 12-bit
+//! probabilities. It is written here rather than taken from a crate because its exact byte
+//! stream is part of this on-disk format: it must never change with a dependency update.
+//!
+//! With `entropy=false` the same symbols are written as plain 7-bit fields into the bit stream
+//! ([`RawSymbols`]), which is faster and shows what the entropy stage buys.
+
+use strata_plugin_sdk::{Error, Result};
+
+use crate::bitio::{BitReader, BitWriter, ByteReader, put_varint};
+
+/// Symbols: 0..=64 are residual bit lengths, 65 is an escape (a value stored raw).
+pub const NSYM: usize = 66;
+pub const ESC: u8 = 65;
+/// Contexts per family: the previous symbol of the family, bucketed by [`context`].
+pub const NCTX: usize = 23;
+/// Stream families, each with its own tables.
+pub const NFAM: usize = 7;
+
+const SCALE: u32 = 12;
+const M: u32 = 1 << SCALE;
+const L: u32 = 1 << 23;
+
+/// The context that follows symbol `sym`.
+#[inline]
+pub fn context(sym: u8) -> usize {
+    // Fine buckets where full-precision residuals live (32..64 bits), coarse ones below.
+    match sym {
+        0 => 0,
+        1..=31 => 1 + usize::from(sym - 1) / 8,
+        32..=63 => 5 + usize::from(sym - 32) / 2,
+        64 => 21,
+        _ => 22,
+    }
+}
+
+/// The table index of family `fam` in context `ctx`.
+#[inline]
+pub fn table(fam: usize, ctx: usize) -> usize {
+    fam * NCTX + ctx
+}
+
+/// Where an encoder sends its symbols.
+pub trait SymSink {
+    fn put(&mut self, table: usize, sym: u8, bits: &mut BitWriter);
+}
+
+/// Where a decoder gets its symbols.
+pub trait SymSource {
+    fn get(&mut self, table: usize, bits: &mut BitReader<'_>) -> Result<u8>;
+}
+
+/// Symbols as 7-bit fields in the bit stream (`entropy=false`).
+pub struct RawSymbols;
+
+impl SymSink for RawSymbols {
+    #[inline]
+    fn put(&mut self, _table: usize, sym: u8, bits: &mut BitWriter) {
+        bits.write(u64::from(sym), 7);
+    }
+}
+
+impl SymSource for RawSymbols {
+    #[inline]
+    fn get(&mut self, _table: usize, bits: &mut BitReader<'_>) -> Result<u8> {
+        let s = bits.read(7) as u8;
+        if usize::from(s) >= NSYM {
+            return Err(Error::corrupt(format!("symbol {s} is out of range")));
+        }
+        Ok(s)
+    }
+}
+
+/// Symbols collected for the rANS pass: `table << 7 | sym`, in coding order.
+#[derive(Default)]
+pub struct SymbolLog {
+    pub syms: Vec<u16>,
+}
+
+impl SymSink for SymbolLog {
+    #[inline]
+    fn put(&mut self, table: usize, sym: u8, _bits: &mut BitWriter) {
+        self.syms.push(((table as u16) << 7) | u16::from(sym));
+    }
+}
+
+/// Symbol counts per table, gathered before the tables are normalised.
+pub struct Counts(pub Vec<[u32; NSYM]>);
+
+impl Default for Counts {
+    fn default() -> Counts {
+        Counts(vec![[0; NSYM]; NFAM * NCTX])
+    }
+}
+
+impl Counts {
+    pub fn add(&mut self, log: &[u16]) {
+        for &s in log {
+            self.0[usize::from(s >> 7)][usize::from(s & 0x7F)] += 1;
+        }
+    }
+}
+
+/// Normalised frequencies of every table (all zero for an unused table).
+pub struct Tables {
+    freq: Vec<[u16; NSYM]>,
+    start: Vec<[u16; NSYM]>,
+}
+
+/// Scales `counts` to frequencies summing to `M`, every used symbol keeping at least 1.
+fn normalize(counts: &[u32; NSYM]) -> [u16; NSYM] {
+    let total: u64 = counts.iter().map(|&c| u64::from(c)).sum();
+    let mut f = [0u32; NSYM];
+    if total == 0 {
+        return [0; NSYM];
+    }
+    for (fi, &c) in f.iter_mut().zip(counts) {
+        if c > 0 {
+            *fi = ((u64::from(c) * u64::from(M) / total) as u32).max(1);
+        }
+    }
+    let mut sum: u32 = f.iter().sum();
+    while sum != M {
+        // Give or take from the most frequent symbol (never below 1).
+        let (i, _) = f
+            .iter()
+            .enumerate()
+            .max_by_key(|&(_, &v)| v)
+            .unwrap_or((0, &0));
+        if sum < M {
+            f[i] += M - sum;
+            sum = M;
+        } else {
+            let take = (sum - M).min(f[i] - 1);
+            f[i] -= take;
+            sum -= take;
+        }
+    }
+    f.map(|v| v as u16)
+}
+
+impl Tables {
+    pub fn from_counts(counts: &Counts) -> Tables {
+        let freq: Vec<[u16; NSYM]> = counts.0.iter().map(normalize).collect();
+        let start = freq.iter().map(starts).collect();
+        Tables { freq, start }
+    }
+
+    /// Writes the used tables: count, then per table its index, used symbols and frequencies.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        let used: Vec<usize> = (0..self.freq.len())
+            .filter(|&t| self.freq[t].iter().any(|&f| f > 0))
+            .collect();
+        put_varint(out, used.len() as u64);
+        for t in used {
+            put_varint(out, t as u64);
+            let syms: Vec<usize> = (0..NSYM).filter(|&s| self.freq[t][s] > 0).collect();
+            put_varint(out, syms.len() as u64);
+            for s in syms {
+                out.push(s as u8);
+                put_varint(out, u64::from(self.freq[t][s]));
+            }
+        }
+    }
+
+    /// Reads tables written by [`Tables::write`], checking every field.
+    pub fn read(r: &mut ByteReader<'_>) -> Result<Tables> {
+        let n = r.varint_max((NFAM * NCTX) as u64, "entropy table count")?;
+        let mut freq = vec![[0u16; NSYM]; NFAM * NCTX];
+        for _ in 0..n {
+            let t = r.varint_max((NFAM * NCTX - 1) as u64, "entropy table index")? as usize;
+            if freq[t].iter().any(|&f| f > 0) {
+                return Err(Error::corrupt(format!("entropy table {t} appears twice")));
+            }
+            let k = r.varint_max(NSYM as u64, "entropy table size")?;
+            let mut sum = 0u32;
+            for _ in 0..k {
+                let s = usize::from(r.u8("entropy table symbol")?);
+                let f = r.varint_max(u64::from(M), "entropy table frequency")? as u16;
+                if s >= NSYM || f == 0 || freq[t][s] != 0 {
+                    return Err(Error::corrupt(format!(
+                        "entropy table {t}: bad entry for symbol {s}"
+                    )));
+                }
+                freq[t][s] = f;
+                sum += u32::from(f);
+            }
+            if sum != M {
+                return Err(Error::corrupt(format!(
+                    "entropy table {t}: frequencies sum to {sum}, not {M}"
+                )));
+            }
+        }
+        let start = freq.iter().map(starts).collect();
+        Ok(Tables { freq, start })
+    }
+
+    /// rANS-encodes a coin's symbol log; the result is read forward by [`RansDecoder`].
+    pub fn encode(&self, log: &[u16]) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(log.len() / 2 + 4);
+        let mut x = L;
+        for &s in log.iter().rev() {
+            let (t, sym) = (usize::from(s >> 7), usize::from(s & 0x7F));
+            let f = u32::from(self.freq[t][sym]);
+            if f == 0 {
+                return Err(Error::Internal(format!(
+                    "symbol {sym} has no frequency in table {t}"
+                )));
+            }
+            let x_max = ((L >> SCALE) << 8) * f;
+            while x >= x_max {
+                out.push(x as u8);
+                x >>= 8;
+            }
+            x = ((x / f) << SCALE) + (x % f) + u32::from(self.start[t][sym]);
+        }
+        out.extend_from_slice(&x.to_le_bytes());
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Decoding tables: a slot-to-symbol map for every used table.
+    pub fn decoder_tables(&self) -> Vec<DecTable> {
+        self.freq
+            .iter()
+            .zip(&self.start)
+            .map(|(freq, start)| {
+                let used = freq.iter().any(|&f| f > 0);
+                let mut lut = Vec::new();
+                if used {
+                    lut = vec![0u8; M as usize];
+                    for s in 0..NSYM {
+                        let (a, b) = (usize::from(start[s]), usize::from(start[s] + freq[s]));
+                        lut[a..b].fill(s as u8);
+                    }
+                }
+                DecTable {
+                    lut,
+                    freq: *freq,
+                    start: *start,
+                }
+            })
+            .collect()
+    }
+}
+
+fn starts(freq: &[u16; NSYM]) -> [u16; NSYM] {
+    let mut start = [0u16; NSYM];
+    let mut acc = 0u32;
+    for s in 0..NSYM {
+        start[s] = acc as u16;
+        acc += u32::from(freq[s]);
+    }
+    start
+}
+
+/// One table ready for decoding; `lut` is empty for an unused table.
+pub struct DecTable {
+    lut: Vec<u8>,
+    freq: [u16; NSYM],
+    start: [u16; NSYM],
+}
+
+/// Reads one coin's rANS stream.
+pub struct RansDecoder<'a> {
+    tables: &'a [DecTable],
+    data: &'a [u8],
+    pos: usize,
+    x: u32,
+}
+
+impl<'a> RansDecoder<'a> {
+    pub fn new(tables: &'a [DecTable], data: &'a [u8]) -> Result<RansDecoder<'a>> {
+        let head: [u8; 4] = data
+            .get(..4)
+            .and_then(|h| h.try_into().ok())
+            .ok_or_else(|| Error::corrupt("rANS stream shorter than its state"))?;
+        let x = u32::from_be_bytes(head);
+        if !(L..(L << 8)).contains(&x) {
+            return Err(Error::corrupt("rANS state out of range"));
+        }
+        Ok(RansDecoder {
+            tables,
+            data,
+            pos: 4,
+            x,
+        })
+    }
+
+    /// Errors unless the stream was consumed exactly and ended in the initial state.
+    pub fn finish(&self) -> Result<()> {
+        if self.x != L || self.pos != self.data.len() {
+            return Err(Error::corrupt("rANS stream does not end where it should"));
+        }
+        Ok(())
+    }
+}
+
+impl SymSource for RansDecoder<'_> {
+    #[inline]
+    fn get(&mut self, table: usize, _bits: &mut BitReader<'_>) -> Result<u8> {
+        let t = self
+            .tables
+            .get(table)
+            .filter(|t| !t.lut.is_empty())
+            .ok_or_else(|| Error::corrupt(format!("entropy table {table} is missing")))?;
+        let slot = self.x & (M - 1);
+        let s = t.lut.get(slot as usize).copied().unwrap_or(0);
+        let si = usize::from(s) % NSYM;
+        self.x = u32::from(t.freq[si]) * (self.x >> SCALE) + slot - u32::from(t.start[si]);
+        while self.x < L {
+            let b = *self
+                .data
+                .get(self.pos)
+                .ok_or_else(|| Error::corrupt("rANS stream is truncated"))?;
+            self.x = (self.x << 8) | u32::from(b);
+            self.pos += 1;
+        }
+        Ok(s)
+    }
+}
+
+/// Zigzag: small magnitudes of either sign become small codes.
+#[inline]
+pub fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+#[inline]
+pub fn unzigzag(c: u64) -> i64 {
+    ((c >> 1) as i64) ^ -((c & 1) as i64)
+}
+
+/// The symbol of a residual code: its bit length.
+#[inline]
+pub fn symbol_of(code: u64) -> u8 {
+    (64 - code.leading_zeros()) as u8
+}
+
+/// Writes one code: its symbol through `sink` (table chosen by the family's context, which is
+/// then advanced) and the bits below its leading one raw. [`ESC`] carries 64 raw bits.
+#[inline]
+pub fn put_code(
+    sink: &mut impl SymSink,
+    bits: &mut BitWriter,
+    fam: usize,
+    ctx: &mut usize,
+    sym: u8,
+    code: u64,
+) {
+    sink.put(table(fam, *ctx), sym, bits);
+    *ctx = context(sym);
+    match sym {
+        0 => {}
+        ESC => bits.write(code, 64),
+        _ => bits.write(code, u32::from(sym) - 1),
+    }
+}
+
+/// Reads what [`put_code`] wrote: the symbol and the code (for [`ESC`], the raw 64 bits).
+#[inline]
+pub fn get_code(
+    src: &mut impl SymSource,
+    bits: &mut BitReader<'_>,
+    fam: usize,
+    ctx: &mut usize,
+) -> Result<(u8, u64)> {
+    let sym = src.get(table(fam, *ctx), bits)?;
+    *ctx = context(sym);
+    let code = match sym {
+        0 => 0,
+        ESC => bits.read(64),
+        s => {
+            let b = u32::from(s) - 1;
+            (1u64 << b) | bits.read(b)
+        }
+    };
+    Ok((sym, code))
+}
+
+/// Estimated size in bits of a value stream: its raw bits plus the order-0 entropy of its
+/// symbols. Used to pick an encoding per column per block without coding each candidate.
+pub fn estimate_bits(hist: &[u32; NSYM], raw_bits: u64) -> f64 {
+    let n: u32 = hist.iter().sum();
+    if n == 0 {
+        return raw_bits as f64;
+    }
+    let nf = f64::from(n);
+    let ent: f64 = hist
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| f64::from(c) * (nf / f64::from(c)).log2())
+        .sum();
+    raw_bits as f64 + ent
+}
+
+/// Raw bits that accompany a symbol.
+#[inline]
+pub fn raw_bits_of(sym: u8) -> u64 {
+    match sym {
+        0 => 0,
+        ESC => 64,
+        s => u64::from(s) - 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_sums_to_m_and_keeps_rare_symbols() {
+        let mut c = [0u32; NSYM];
+        c[0] = 1_000_000;
+        c[5] = 1;
+        c[64] = 3;
+        let f = normalize(&c);
+        assert_eq!(f.iter().map(|&v| u32::from(v)).sum::<u32>(), M);
+        assert!(f[5] >= 1 && f[64] >= 1 && f[1] == 0);
+        let all = normalize(&[1; NSYM]);
+        assert_eq!(all.iter().map(|&v| u32::from(v)).sum::<u32>(), M);
+    }
+
+    #[test]
+    fn rans_round_trips_through_written_tables() {
+        let mut log = SymbolLog::default();
+        let mut w = BitWriter::default();
+        let mut seed = 7u64;
+        for i in 0..10_000u32 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let sym = if seed >> 60 == 0 {
+                (seed >> 32) as u8 % 66
+            } else {
+                3
+            };
+            log.put(table((i % 3) as usize, (i % 5) as usize), sym, &mut w);
+        }
+        let mut counts = Counts::default();
+        counts.add(&log.syms);
+        let tables = Tables::from_counts(&counts);
+        let mut head = Vec::new();
+        tables.write(&mut head);
+        let back = Tables::read(&mut ByteReader::new(&head)).unwrap();
+        let bytes = tables.encode(&log.syms).unwrap();
+        assert!(bytes.len() < 2000, "skewed symbols should code small");
+        let dec = back.decoder_tables();
+        let mut d = RansDecoder::new(&dec, &bytes).unwrap();
+        let mut bits = BitReader::new(&[]);
+        for &s in &log.syms {
+            let got = d.get(usize::from(s >> 7), &mut bits).unwrap();
+            assert_eq!(got, (s & 0x7F) as u8);
+        }
+        d.finish().unwrap();
+    }
+
+    #[test]
+    fn bad_tables_are_rejected() {
+        // One table, index 0, one symbol with frequency 4095 (must sum to 4096).
+        let mut b = vec![1, 0, 1, 3];
+        put_varint(&mut b, 4095);
+        assert!(Tables::read(&mut ByteReader::new(&b)).is_err());
+        let mut b = vec![1, 0, 1, 3];
+        put_varint(&mut b, 4096);
+        assert!(Tables::read(&mut ByteReader::new(&b)).is_ok());
+        b[3] = 66;
+        assert!(Tables::read(&mut ByteReader::new(&b)).is_err());
+    }
+}

@@ -1,0 +1,361 @@
+//! Float columns (price, supply, market cap, volume): per block, the cheapest of several
+//! lossless encodings, each a *prediction* plus a *residual code*.
+//!
+//! Methods (3 bits in the block header):
+//! - `Constant`: every value in the block has the same bits (64 raw bits, no per-value data).
+//! - `Raw`: 64 raw bits per value (the fallback for noise).
+//! - `Delta`: the residual is the wrapping difference of the IEEE bit patterns of value and
+//!   prediction, zigzagged. For positive doubles the bit pattern is monotonic in the value, so a
+//!   good prediction gives a small residual; this beats XOR for random walks.
+//! - `Xor`: Gorilla/Chimp-style XOR of the bit patterns.
+//! - `Decimal(e)`: ALP/VictoriaMetrics-style exact decimal scaling: `d = round(v * 10^e)` with
+//!   `d / 10^e == v` bit for bit; the residual is `d - round(pred * 10^e)`. Values that do not
+//!   scale exactly (NaN, -0.0, too many digits) are escaped with their 64 raw bits.
+//!
+//! Predictors (2 bits): `Prev` (the column's previous value in the coin), `Ratio`
+//! (`price * prev / prev_price`: market cap from price and the previous implied supply), and
+//! `Product` (`price * supply` of the same row). The encoder tries every allowed combination and
+//! keeps the one with the smallest estimated size.
+
+use strata_plugin_sdk::{Error, Result};
+
+use crate::bitio::{BitReader, BitWriter};
+use crate::entropy::{
+    ESC, NSYM, SymSink, SymSource, estimate_bits, get_code, put_code, raw_bits_of, symbol_of,
+    unzigzag, zigzag,
+};
+
+/// Exact powers of ten up to the largest decimal exponent the format uses.
+const P10: [f64; 19] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18,
+];
+const MAX_E: usize = P10.len() - 1;
+/// Magnitudes below 2^53 convert between f64 and i64 exactly.
+const EXACT: f64 = 9_007_199_254_740_992.0;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Constant = 0,
+    Raw = 1,
+    Delta = 2,
+    Xor = 3,
+    Decimal = 4,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pred {
+    Prev = 0,
+    Ratio = 1,
+    Product = 2,
+}
+
+impl Pred {
+    fn from_bits(b: u64) -> Result<Pred> {
+        Ok(match b {
+            0 => Pred::Prev,
+            1 => Pred::Ratio,
+            2 => Pred::Product,
+            _ => return Err(Error::corrupt(format!("unknown float predictor {b}"))),
+        })
+    }
+}
+
+/// The other columns a prediction may use, coin-relative: row `r` of the coin is index `r`.
+#[derive(Clone, Copy)]
+pub struct Refs<'a> {
+    pub price: &'a [f64],
+    pub supply: &'a [f64],
+}
+
+/// The prediction for row `r`, given the column's previous value `prev` (0.0 before the first).
+#[inline]
+fn predict(pred: Pred, r: usize, prev: f64, refs: Refs<'_>) -> f64 {
+    let price = refs.price.get(r).copied().unwrap_or(f64::NAN);
+    let p = match pred {
+        Pred::Prev => return prev,
+        Pred::Ratio => match r.checked_sub(1).and_then(|q| refs.price.get(q)) {
+            Some(&prev_price) => price * (prev / prev_price),
+            None => return prev,
+        },
+        Pred::Product => price * refs.supply.get(r).copied().unwrap_or(f64::NAN),
+    };
+    if p.is_finite() { p } else { prev }
+}
+
+/// `v` as a decimal with `e` digits after the point, if that is exact.
+#[inline]
+fn to_decimal(v: f64, e: usize) -> Option<i64> {
+    let x = v * P10[e];
+    if !(x.abs() < EXACT) {
+        return None;
+    }
+    let d = x.round() as i64;
+    ((d as f64 / P10[e]).to_bits() == v.to_bits()).then_some(d)
+}
+
+/// A prediction in decimal units (any deterministic integer will do: the residual absorbs it).
+#[inline]
+fn pred_decimal(p: f64, e: usize) -> i64 {
+    let x = p * P10[e];
+    if x.abs() < EXACT { x.round() as i64 } else { 0 }
+}
+
+/// The smallest exponent at which a sample of the block's values is exactly decimal.
+fn find_exponent(vals: &[f64]) -> Option<usize> {
+    let step = (vals.len() / 16).max(1);
+    let sample: Vec<f64> = vals
+        .iter()
+        .step_by(step)
+        .copied()
+        .filter(|v| v.is_finite() && *v != 0.0)
+        .take(16)
+        .collect();
+    if sample.is_empty() {
+        return None;
+    }
+    (0..=MAX_E).find(|&e| sample.iter().all(|&v| to_decimal(v, e).is_some()))
+}
+
+/// A candidate encoding and what it would produce.
+#[derive(Clone, Copy, PartialEq, Debug)]
+struct Choice {
+    method: Method,
+    pred: Pred,
+    e: usize,
+}
+
+/// Scratch space reused across blocks by the encoder.
+#[derive(Default)]
+pub struct Scratch {
+    best: Vec<(u8, u64)>,
+    trial: Vec<(u8, u64)>,
+}
+
+/// Codes for rows `lo..hi` of `col` under `choice` into `out`; returns the estimated size.
+fn trial(
+    choice: Choice,
+    col: &[f64],
+    lo: usize,
+    hi: usize,
+    refs: Refs<'_>,
+    out: &mut Vec<(u8, u64)>,
+) -> f64 {
+    out.clear();
+    let mut hist = [0u32; NSYM];
+    let mut raw = 0u64;
+    let mut prev = if lo == 0 { 0.0 } else { col[lo - 1] };
+    for (r, &v) in col.iter().enumerate().take(hi).skip(lo) {
+        let p = predict(choice.pred, r, prev, refs);
+        let (sym, code) = match choice.method {
+            Method::Delta => {
+                let c = zigzag(v.to_bits().wrapping_sub(p.to_bits()) as i64);
+                (symbol_of(c), c)
+            }
+            Method::Xor => {
+                let c = v.to_bits() ^ p.to_bits();
+                (symbol_of(c), c)
+            }
+            Method::Decimal => match to_decimal(v, choice.e) {
+                Some(d) => {
+                    let c = zigzag(d.wrapping_sub(pred_decimal(p, choice.e)));
+                    (symbol_of(c), c)
+                }
+                None => (ESC, v.to_bits()),
+            },
+            Method::Constant | Method::Raw => unreachable!("not a per-value method"),
+        };
+        hist[usize::from(sym)] += 1;
+        raw += raw_bits_of(sym);
+        out.push((sym, code));
+        prev = v;
+    }
+    estimate_bits(&hist, raw)
+}
+
+/// Encodes rows `lo..hi` of the coin-relative column `col` (header into `bits`, symbols into
+/// `sink`). `fam` is the column's entropy family, `ctx` its running context.
+#[allow(clippy::too_many_arguments)]
+pub fn encode_block(
+    col: &[f64],
+    lo: usize,
+    hi: usize,
+    preds: &[Pred],
+    refs: Refs<'_>,
+    fam: usize,
+    ctx: &mut usize,
+    sink: &mut impl SymSink,
+    bits: &mut BitWriter,
+    scratch: &mut Scratch,
+) {
+    let block = &col[lo..hi];
+    let first = block[0].to_bits();
+    if block.iter().all(|v| v.to_bits() == first) {
+        bits.write(Method::Constant as u64, 3);
+        bits.write(first, 64);
+        return;
+    }
+    let mut best: Option<(Choice, f64)> = None;
+    let mut consider = |choice: Choice, scratch: &mut Scratch| {
+        let cost = trial(choice, col, lo, hi, refs, &mut scratch.trial);
+        if best.is_none_or(|(_, c)| cost < c) {
+            best = Some((choice, cost));
+            std::mem::swap(&mut scratch.best, &mut scratch.trial);
+        }
+    };
+    for &pred in preds {
+        consider(
+            Choice {
+                method: Method::Delta,
+                pred,
+                e: 0,
+            },
+            scratch,
+        );
+    }
+    consider(
+        Choice {
+            method: Method::Xor,
+            pred: Pred::Prev,
+            e: 0,
+        },
+        scratch,
+    );
+    if let Some(e) = find_exponent(block) {
+        for &pred in preds {
+            consider(
+                Choice {
+                    method: Method::Decimal,
+                    pred,
+                    e,
+                },
+                scratch,
+            );
+        }
+    }
+    let (choice, cost) = best.expect("at least one candidate");
+    // Raw costs 64 bits a value; the symbol streams cost at least a little more than estimated.
+    if cost > (block.len() * 64) as f64 {
+        bits.write(Method::Raw as u64, 3);
+        for v in block {
+            bits.write(v.to_bits(), 64);
+        }
+        return;
+    }
+    bits.write(choice.method as u64, 3);
+    bits.write(choice.pred as u64, 2);
+    if choice.method == Method::Decimal {
+        bits.write(choice.e as u64, 5);
+    }
+    for &(sym, code) in &scratch.best {
+        put_code(sink, bits, fam, ctx, sym, code);
+    }
+}
+
+/// Decodes `n` values of a block, appending to `col` (the whole output column; the coin's rows
+/// start at `start`). `refs` must already hold this block's rows of the columns it predicts from.
+#[allow(clippy::too_many_arguments)]
+pub fn decode_block(
+    col: &mut Vec<f64>,
+    start: usize,
+    n: usize,
+    refs: Refs<'_>,
+    fam: usize,
+    ctx: &mut usize,
+    src: &mut impl SymSource,
+    bits: &mut BitReader<'_>,
+) -> Result<()> {
+    let method = bits.read(3);
+    if method == Method::Constant as u64 {
+        let constant = f64::from_bits(bits.read(64));
+        col.extend(std::iter::repeat_n(constant, n));
+        return Ok(());
+    }
+    if method == Method::Raw as u64 {
+        col.extend((0..n).map(|_| f64::from_bits(bits.read(64))));
+        return Ok(());
+    }
+    let pred = Pred::from_bits(bits.read(2))?;
+    let r0 = col.len() - start;
+    let mut prev = if r0 == 0 { 0.0 } else { col[col.len() - 1] };
+    match method {
+        m if m == Method::Delta as u64 || m == Method::Xor as u64 => {
+            let xor = m == Method::Xor as u64;
+            for r in r0..r0 + n {
+                let p = predict(pred, r, prev, refs).to_bits();
+                let (sym, code) = get_code(src, bits, fam, ctx)?;
+                if sym == ESC {
+                    return Err(Error::corrupt("escape symbol in a delta/xor block"));
+                }
+                let v = if xor {
+                    p ^ code
+                } else {
+                    p.wrapping_add(unzigzag(code) as u64)
+                };
+                prev = f64::from_bits(v);
+                col.push(prev);
+            }
+        }
+        m if m == Method::Decimal as u64 => {
+            let e = bits.read(5) as usize;
+            if e > MAX_E {
+                return Err(Error::corrupt(format!("decimal exponent {e} is too large")));
+            }
+            for r in r0..r0 + n {
+                let p = predict(pred, r, prev, refs);
+                let (sym, code) = get_code(src, bits, fam, ctx)?;
+                prev = if sym == ESC {
+                    f64::from_bits(code)
+                } else {
+                    let d = pred_decimal(p, e).wrapping_add(unzigzag(code));
+                    d as f64 / P10[e]
+                };
+                col.push(prev);
+            }
+        }
+        m => return Err(Error::corrupt(format!("unknown float method {m}"))),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_detection_is_exact() {
+        assert_eq!(to_decimal(0.1, 1), Some(1));
+        assert_eq!(to_decimal(123.456_789_01, 8), Some(12_345_678_901));
+        assert_eq!(to_decimal(0.1, 0), None);
+        assert_eq!(
+            to_decimal(-0.0, 3),
+            None,
+            "-0.0 must escape, not decode as +0.0"
+        );
+        assert_eq!(to_decimal(f64::NAN, 2), None);
+        assert_eq!(to_decimal(1e300, 0), None);
+        assert_eq!(find_exponent(&[1.5, 2.25, 0.125]), Some(3));
+        assert_eq!(find_exponent(&[0.220_802_220_124_483_22]), None);
+        assert_eq!(find_exponent(&[0.0, f64::NAN]), None);
+    }
+
+    #[test]
+    fn predictors_fall_back_to_prev_when_not_finite() {
+        let price = [2.0, 4.0];
+        let supply = [f64::NAN, 10.0];
+        let refs = Refs {
+            price: &price,
+            supply: &supply,
+        };
+        assert_eq!(predict(Pred::Ratio, 1, 20.0, refs), 40.0);
+        assert_eq!(predict(Pred::Ratio, 0, 7.0, refs), 7.0);
+        assert_eq!(predict(Pred::Product, 1, 0.0, refs), 40.0);
+        assert_eq!(predict(Pred::Product, 0, 5.0, refs), 5.0);
+        let zero = [0.0, 4.0];
+        let refs = Refs {
+            price: &zero,
+            supply: &supply,
+        };
+        assert_eq!(predict(Pred::Ratio, 1, 3.0, refs), 3.0);
+    }
+}
