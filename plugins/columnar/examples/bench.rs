@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::time::Instant;
 
-use strata_codec_columnar::Columnar;
+use strata_codec_columnar::{Columnar, container};
 use strata_plugin_sdk::{Batch, CoinDict, Row, decode_checked, encode_checked};
 
 fn load(path: &str) -> Batch {
@@ -106,5 +106,28 @@ fn main() {
         "decode of one coin ({} rows): {:.3} ms",
         filtered.len(),
         filt * 1e3
+    );
+    let block = opts
+        .iter()
+        .find(|o| o.0 == "block")
+        .map(|o| o.1.parse().expect("block"));
+    let params = container::Params {
+        block: block.unwrap_or(strata_codec_columnar::DEFAULT_BLOCK as usize),
+        entropy: true,
+    };
+    let mut rep = container::SizeReport::default();
+    container::encode_with_report(&batch, params, Some(&mut rep)).expect("encode");
+    println!("size by part (entropy on):");
+    for (name, sym, raw) in &rep.families {
+        println!(
+            "  {name:>10}: symbols {:6.3} B/rec, raw bits {:6.3} B/rec",
+            sym / n,
+            raw / n
+        );
+    }
+    println!(
+        "  block headers {:.3} B/rec, container header+tables+directory {:.3} B/rec",
+        rep.headers / n,
+        rep.container as f64 / n
     );
 }

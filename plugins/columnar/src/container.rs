@@ -164,6 +164,27 @@ fn sort(batch: &Batch) -> Sorted<'_> {
 
 /// Encodes a validated batch.
 pub fn encode(batch: &Batch, p: Params) -> Result<Vec<u8>> {
+    encode_with_report(batch, p, None)
+}
+
+/// How many bytes each part of an encoding takes (for the benchmark and tuning).
+#[derive(Debug, Default)]
+pub struct SizeReport {
+    /// Per entropy family: (name, bytes of rANS-coded symbols, bytes of raw residual bits).
+    pub families: Vec<(&'static str, f64, f64)>,
+    /// Bytes of the bit streams not accounted to families (block headers, first timestamps,
+    /// constant and raw blocks).
+    pub headers: f64,
+    /// Bytes of header, tables and directory.
+    pub container: usize,
+}
+
+/// [`encode`], filling `report` with a size breakdown when given.
+pub fn encode_with_report(
+    batch: &Batch,
+    p: Params,
+    report: Option<&mut SizeReport>,
+) -> Result<Vec<u8>> {
     let s = sort(batch);
     // Runs of one coin, in coin-id order.
     let mut runs: Vec<(u32, usize, usize)> = Vec::new();
@@ -206,6 +227,18 @@ pub fn encode(batch: &Batch, p: Params) -> Result<Vec<u8>> {
         counts.add(&log.syms);
         let tables = Tables::from_counts(&counts);
         tables.write(&mut payload);
+        if let Some(rep) = report {
+            let fam = tables.family_bits(&log.syms);
+            let raw: u64 = fam.iter().map(|f| f.1).sum();
+            let bits: usize = sections.iter().map(|s| s.0.len()).sum();
+            rep.families = crate::entropy::FAMILY_NAMES
+                .iter()
+                .zip(fam)
+                .map(|(n, (sym, raw))| (*n, sym / 8.0, raw as f64 / 8.0))
+                .collect();
+            rep.headers = bits as f64 - raw as f64 / 8.0;
+            rep.container = payload.len() + HEADER_LEN;
+        }
         for (bits, a, b) in sections {
             let rans = tables.encode(&log.syms[a..b])?;
             let mut body = Vec::with_capacity(rans.len() + bits.len() + 5);

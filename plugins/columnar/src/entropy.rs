@@ -22,27 +22,31 @@ use crate::bitio::{BitReader, BitWriter, ByteReader, put_varint};
 /// Symbols: 0..=64 are residual bit lengths, 65 is an escape (a value stored raw).
 pub const NSYM: usize = 66;
 pub const ESC: u8 = 65;
-/// Contexts per family: the previous symbol of the family, bucketed by [`context`].
-pub const NCTX: usize = 23;
+/// Contexts per family, selected by the family's recent symbols (see [`context`]).
+pub const NCTX: usize = 48;
+
+/// The running context state of a family: an exponential moving average of its recent
+/// symbols in 1/8 units (`ema += (8*sym - ema) / 4`, in integers so that every build agrees).
+/// It tracks the local volatility of a series, which sets the size of its next residual.
+#[inline]
+pub fn advance(state: usize, sym: u8) -> usize {
+    state - state / 4 + 2 * usize::from(sym)
+}
+
+/// The context of a state: coarse buckets for small averages, one per bit length from 24 bits
+/// up, where the residuals of full-precision doubles live.
+#[inline]
+pub fn context(state: usize) -> usize {
+    let ema = state / 8;
+    if ema < 24 { ema / 4 } else { (ema - 18).min(NCTX - 1) }
+}
+
 /// Stream families, each with its own tables.
 pub const NFAM: usize = 7;
 
 const SCALE: u32 = 12;
 const M: u32 = 1 << SCALE;
 const L: u32 = 1 << 23;
-
-/// The context that follows symbol `sym`.
-#[inline]
-pub fn context(sym: u8) -> usize {
-    // Fine buckets where full-precision residuals live (32..64 bits), coarse ones below.
-    match sym {
-        0 => 0,
-        1..=31 => 1 + usize::from(sym - 1) / 8,
-        32..=63 => 5 + usize::from(sym - 32) / 2,
-        64 => 21,
-        _ => 22,
-    }
-}
 
 /// The table index of family `fam` in context `ctx`.
 #[inline]
@@ -110,6 +114,17 @@ impl Counts {
         }
     }
 }
+
+/// Family names, for size reports.
+pub const FAMILY_NAMES: [&str; NFAM] = [
+    "ts-steps",
+    "ts-jitter",
+    "price",
+    "supply",
+    "market-cap",
+    "volume",
+    "rank",
+];
 
 /// Normalised frequencies of every table (all zero for an unused table).
 pub struct Tables {
@@ -229,6 +244,20 @@ impl Tables {
         Ok(out)
     }
 
+    /// Bits per family the symbols of `log` cost under these tables, and the raw bits that go
+    /// with them (for size reports; encoding does not need this).
+    pub fn family_bits(&self, log: &[u16]) -> [(f64, u64); NFAM] {
+        let mut out = [(0.0, 0); NFAM];
+        for &s in log {
+            let (t, sym) = (usize::from(s >> 7), usize::from(s & 0x7F));
+            let f = f64::from(self.freq[t][sym]).max(1.0);
+            let fam = &mut out[t / NCTX];
+            fam.0 += (f64::from(M) / f).log2();
+            fam.1 += raw_bits_of(sym as u8);
+        }
+        out
+    }
+
     /// Decoding tables: a slot-to-symbol map for every used table.
     pub fn decoder_tables(&self) -> Vec<DecTable> {
         self.freq
@@ -316,8 +345,13 @@ impl SymSource for RansDecoder<'_> {
             .ok_or_else(|| Error::corrupt(format!("entropy table {table} is missing")))?;
         let slot = self.x & (M - 1);
         let s = t.lut.get(slot as usize).copied().unwrap_or(0);
-        let si = usize::from(s) % NSYM;
-        self.x = u32::from(t.freq[si]) * (self.x >> SCALE) + slot - u32::from(t.start[si]);
+        // `lut` only holds symbols `< NSYM` whose slot range contains `slot` (see
+        // `decoder_tables`), so neither lookup fails and the subtraction cannot wrap.
+        let (f, st) = match (t.freq.get(usize::from(s)), t.start.get(usize::from(s))) {
+            (Some(&f), Some(&st)) => (u32::from(f), u32::from(st)),
+            _ => return Err(Error::corrupt("entropy table is inconsistent")),
+        };
+        self.x = f * (self.x >> SCALE) + slot - st;
         while self.x < L {
             let b = *self
                 .data
@@ -358,8 +392,8 @@ pub fn put_code(
     sym: u8,
     code: u64,
 ) {
-    sink.put(table(fam, *ctx), sym, bits);
-    *ctx = context(sym);
+    sink.put(table(fam, context(*ctx)), sym, bits);
+    *ctx = advance(*ctx, sym);
     match sym {
         0 => {}
         ESC => bits.write(code, 64),
@@ -375,8 +409,8 @@ pub fn get_code(
     fam: usize,
     ctx: &mut usize,
 ) -> Result<(u8, u64)> {
-    let sym = src.get(table(fam, *ctx), bits)?;
-    *ctx = context(sym);
+    let sym = src.get(table(fam, context(*ctx)), bits)?;
+    *ctx = advance(*ctx, sym);
     let code = match sym {
         0 => 0,
         ESC => bits.read(64),
