@@ -20,8 +20,8 @@ use strata_plugin_sdk::{Error, Result};
 use crate::bitio::{BitReader, BitWriter, ByteReader, put_varint};
 
 /// Symbols: 0..=64 are residual bit lengths, 65 is an escape (a value stored raw).
-pub const NSYM: usize = 66;
-pub const ESC: u8 = 65;
+pub const NSYM: usize = 129;
+pub const ESC: u8 = 128;
 /// Contexts per family, selected by the family's recent symbols (see [`context`]).
 pub const NCTX: usize = 48;
 
@@ -30,7 +30,7 @@ pub const NCTX: usize = 48;
 /// It tracks the local volatility of a series, which sets the size of its next residual.
 #[inline]
 pub fn advance(state: usize, sym: u8) -> usize {
-    state - state / 4 + 2 * usize::from(sym)
+    state - state / 4 + 2 * usize::from(length_of(sym))
 }
 
 /// The context of a state: coarse buckets for small averages, one per bit length from 24 bits
@@ -64,20 +64,20 @@ pub trait SymSource {
     fn get(&mut self, table: usize, bits: &mut BitReader<'_>) -> Result<u8>;
 }
 
-/// Symbols as 7-bit fields in the bit stream (`entropy=false`).
+/// Symbols as 8-bit fields in the bit stream (`entropy=false`).
 pub struct RawSymbols;
 
 impl SymSink for RawSymbols {
     #[inline]
     fn put(&mut self, _table: usize, sym: u8, bits: &mut BitWriter) {
-        bits.write(u64::from(sym), 7);
+        bits.write(u64::from(sym), 8);
     }
 }
 
 impl SymSource for RawSymbols {
     #[inline]
     fn get(&mut self, _table: usize, bits: &mut BitReader<'_>) -> Result<u8> {
-        let s = bits.read(7) as u8;
+        let s = bits.read(8) as u8;
         if usize::from(s) >= NSYM {
             return Err(Error::corrupt(format!("symbol {s} is out of range")));
         }
@@ -85,16 +85,16 @@ impl SymSource for RawSymbols {
     }
 }
 
-/// Symbols collected for the rANS pass: `table << 7 | sym`, in coding order.
+/// Symbols collected for the rANS pass: `table << 8 | sym`, in coding order.
 #[derive(Default)]
 pub struct SymbolLog {
-    pub syms: Vec<u16>,
+    pub syms: Vec<u32>,
 }
 
 impl SymSink for SymbolLog {
     #[inline]
     fn put(&mut self, table: usize, sym: u8, _bits: &mut BitWriter) {
-        self.syms.push(((table as u16) << 7) | u16::from(sym));
+        self.syms.push(((table as u32) << 8) | u32::from(sym));
     }
 }
 
@@ -108,9 +108,9 @@ impl Default for Counts {
 }
 
 impl Counts {
-    pub fn add(&mut self, log: &[u16]) {
+    pub fn add(&mut self, log: &[u32]) {
         for &s in log {
-            self.0[usize::from(s >> 7)][usize::from(s & 0x7F)] += 1;
+            self.0[(s >> 8) as usize][(s & 0xFF) as usize] += 1;
         }
     }
 }
@@ -221,11 +221,11 @@ impl Tables {
     }
 
     /// rANS-encodes a coin's symbol log; the result is read forward by [`RansDecoder`].
-    pub fn encode(&self, log: &[u16]) -> Result<Vec<u8>> {
+    pub fn encode(&self, log: &[u32]) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(log.len() / 2 + 4);
         let mut x = L;
         for &s in log.iter().rev() {
-            let (t, sym) = (usize::from(s >> 7), usize::from(s & 0x7F));
+            let (t, sym) = ((s >> 8) as usize, (s & 0xFF) as usize);
             let f = u32::from(self.freq[t][sym]);
             if f == 0 {
                 return Err(Error::Internal(format!(
@@ -246,10 +246,10 @@ impl Tables {
 
     /// Bits per family the symbols of `log` cost under these tables, and the raw bits that go
     /// with them (for size reports; encoding does not need this).
-    pub fn family_bits(&self, log: &[u16]) -> [(f64, u64); NFAM] {
+    pub fn family_bits(&self, log: &[u32]) -> [(f64, u64); NFAM] {
         let mut out = [(0.0, 0); NFAM];
         for &s in log {
-            let (t, sym) = (usize::from(s >> 7), usize::from(s & 0x7F));
+            let (t, sym) = ((s >> 8) as usize, (s & 0xFF) as usize);
             let f = f64::from(self.freq[t][sym]).max(1.0);
             let fam = &mut out[t / NCTX];
             fam.0 += (f64::from(M) / f).log2();
@@ -375,10 +375,26 @@ pub fn unzigzag(c: u64) -> i64 {
     ((c >> 1) as i64) ^ -((c & 1) as i64)
 }
 
-/// The symbol of a residual code: its bit length.
+/// The symbol of a residual code: its bit length `n` and, from `n >= 2` on, the bit below the
+/// leading one (`2n - 2 + bit`), which is far from uniform for peaked residuals.
 #[inline]
 pub fn symbol_of(code: u64) -> u8 {
-    (64 - code.leading_zeros()) as u8
+    let n = 64 - code.leading_zeros();
+    if n <= 1 {
+        n as u8
+    } else {
+        (2 * n - 2 + ((code >> (n - 2)) & 1) as u32) as u8
+    }
+}
+
+/// The bit length of the codes of symbol `sym` (65 for [`ESC`]).
+#[inline]
+pub fn length_of(sym: u8) -> u8 {
+    match sym {
+        0 | 1 => sym,
+        ESC => 65,
+        s => s / 2 + 1,
+    }
 }
 
 /// Writes one code: its symbol through `sink` (table chosen by the family's context, which is
@@ -395,9 +411,9 @@ pub fn put_code(
     sink.put(table(fam, context(*ctx)), sym, bits);
     *ctx = advance(*ctx, sym);
     match sym {
-        0 => {}
+        0 | 1 => {}
         ESC => bits.write(code, 64),
-        _ => bits.write(code, u32::from(sym) - 1),
+        _ => bits.write(code, u32::from(length_of(sym)) - 2),
     }
 }
 
@@ -412,11 +428,11 @@ pub fn get_code(
     let sym = src.get(table(fam, context(*ctx)), bits)?;
     *ctx = advance(*ctx, sym);
     let code = match sym {
-        0 => 0,
+        0 | 1 => u64::from(sym),
         ESC => bits.read(64),
         s => {
-            let b = u32::from(s) - 1;
-            (1u64 << b) | bits.read(b)
+            let low = u32::from(length_of(s)) - 2;
+            (0b10 | u64::from(s & 1)) << low | bits.read(low)
         }
     };
     Ok((sym, code))
@@ -442,9 +458,9 @@ pub fn estimate_bits(hist: &[u32; NSYM], raw_bits: u64) -> f64 {
 #[inline]
 pub fn raw_bits_of(sym: u8) -> u64 {
     match sym {
-        0 => 0,
+        0 | 1 => 0,
         ESC => 64,
-        s => u64::from(s) - 1,
+        s => u64::from(length_of(s)) - 2,
     }
 }
 
@@ -491,8 +507,8 @@ mod tests {
         let mut d = RansDecoder::new(&dec, &bytes).unwrap();
         let mut bits = BitReader::new(&[]);
         for &s in &log.syms {
-            let got = d.get(usize::from(s >> 7), &mut bits).unwrap();
-            assert_eq!(got, (s & 0x7F) as u8);
+            let got = d.get((s >> 8) as usize, &mut bits).unwrap();
+            assert_eq!(got, (s & 0xFF) as u8);
         }
         d.finish().unwrap();
     }

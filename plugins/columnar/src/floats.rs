@@ -2,7 +2,8 @@
 //! lossless encodings, each a *prediction* plus a *residual code*.
 //!
 //! Methods (3 bits in the block header):
-//! - `Constant`: every value in the block has the same bits (64 raw bits, no per-value data).
+//! - `Constant`: every value in the block has the same bits: 1 bit saying it repeats the
+//!   previous value, else 64 raw bits; no per-value data.
 //! - `Raw`: 64 raw bits per value (the fallback for noise).
 //! - `Delta`: the residual is the wrapping difference of the IEEE bit patterns of value and
 //!   prediction, zigzagged. For positive doubles the bit pattern is monotonic in the value, so a
@@ -192,7 +193,12 @@ pub fn encode_block(
     let first = block[0].to_bits();
     if block.iter().all(|v| v.to_bits() == first) {
         bits.write(Method::Constant as u64, 3);
-        bits.write(first, 64);
+        // 1 bit: the constant is the column's previous value (0.0 before the first).
+        let prev = if lo == 0 { 0 } else { col[lo - 1].to_bits() };
+        bits.write(u64::from(first != prev), 1);
+        if first != prev {
+            bits.write(first, 64);
+        }
         return;
     }
     let mut best: Option<(Choice, f64)> = None;
@@ -267,7 +273,11 @@ pub fn decode_block(
 ) -> Result<()> {
     let method = bits.read(3);
     if method == Method::Constant as u64 {
-        let constant = f64::from_bits(bits.read(64));
+        let constant = if bits.read(1) == 0 {
+            if col.len() > start { col[col.len() - 1] } else { 0.0 }
+        } else {
+            f64::from_bits(bits.read(64))
+        };
         col.extend(std::iter::repeat_n(constant, n));
         return Ok(());
     }

@@ -1,5 +1,5 @@
-//! The rank column (`u32`, 0 = unknown): per block either one constant (32 raw bits) or the
-//! zigzagged difference from the previous rank, coded like any other residual (family `RANK`).
+//! The rank column (`u32`, 0 = unknown): per block either 1 bit saying every rank repeats the
+//! previous one (0 before the first), or the zigzagged difference from the previous rank, coded like any other residual (family `RANK`).
 
 use strata_plugin_sdk::{Error, Result};
 
@@ -17,13 +17,12 @@ pub fn encode_block(
     bits: &mut BitWriter,
 ) {
     let block = &ranks[lo..hi];
-    if block.iter().all(|&r| r == block[0]) {
+    let mut prev = if lo == 0 { 0 } else { ranks[lo - 1] };
+    if block.iter().all(|&r| r == prev) {
         bits.write(0, 1);
-        bits.write(u64::from(block[0]), 32);
         return;
     }
     bits.write(1, 1);
-    let mut prev = if lo == 0 { 0 } else { ranks[lo - 1] };
     for &r in block {
         let c = zigzag(i64::from(r) - i64::from(prev));
         put_code(sink, bits, fam, ctx, symbol_of(c), c);
@@ -41,16 +40,15 @@ pub fn decode_block(
     src: &mut impl SymSource,
     bits: &mut BitReader<'_>,
 ) -> Result<()> {
-    if bits.read(1) == 0 {
-        let r = bits.read(32) as u32;
-        out.extend(std::iter::repeat_n(r, n));
-        return Ok(());
-    }
     let mut prev = if out.len() > start {
         out.last().copied().unwrap_or(0)
     } else {
         0
     };
+    if bits.read(1) == 0 {
+        out.extend(std::iter::repeat_n(prev, n));
+        return Ok(());
+    }
     for _ in 0..n {
         let d = unzigzag(get_code(src, bits, fam, ctx)?.1);
         prev = u32::try_from(i64::from(prev).wrapping_add(d))

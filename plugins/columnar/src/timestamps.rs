@@ -29,6 +29,8 @@ const MAX_STEP: i64 = 1 << 62;
 #[derive(Clone, Copy, Default)]
 pub struct TsState {
     pub grid: i64,
+    /// The previous block's step (0 before the first).
+    pub step: i64,
     pub ctx_k: usize,
     pub ctx_j: usize,
 }
@@ -114,9 +116,13 @@ pub fn encode_block(
     let grid_mode = grid_cost <= prev_cost;
     let codes = if grid_mode { grid_codes } else { prev_codes };
     bits.write(u64::from(grid_mode), 1);
-    let len = symbol_of(step as u64);
-    bits.write(u64::from(len), 6);
-    bits.write(step as u64, u32::from(len));
+    bits.write(u64::from(step != state.step), 1);
+    if step != state.step {
+        let len = 64 - (step as u64).leading_zeros();
+        bits.write(u64::from(len), 6);
+        bits.write(step as u64, len);
+        state.step = step;
+    }
     for (&t, &[ck, cj]) in ts[lo..hi].iter().zip(codes.iter()) {
         if step > 0 {
             put_code(sink, bits, FAM_K, &mut state.ctx_k, symbol_of(ck), ck);
@@ -150,8 +156,13 @@ pub fn decode_block(
         return Ok(());
     }
     let grid_mode = bits.read(1) == 1;
-    let len = bits.read(6) as u32;
-    let step = bits.read(len) as i64;
+    let step = if bits.read(1) == 1 {
+        let len = bits.read(6) as u32;
+        bits.read(len) as i64
+    } else {
+        state.step
+    };
+    state.step = step;
     if !(0..=MAX_STEP).contains(&step) {
         return Err(strata_plugin_sdk::Error::corrupt(format!(
             "timestamp step {step} is out of range"
