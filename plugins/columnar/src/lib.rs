@@ -21,7 +21,7 @@ use strata_plugin_sdk::{Batch, Codec, CodecInfo, OptionSpec, Options, PluginInfo
 
 /// Default rows per block: large enough that per-block headers are noise, small enough that the
 /// per-block choice follows changes in a long series.
-pub const DEFAULT_BLOCK: i64 = 1024;
+pub const DEFAULT_BLOCK: i64 = 128;
 
 #[derive(Default)]
 pub struct Columnar;
