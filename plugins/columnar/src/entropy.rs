@@ -522,7 +522,7 @@ mod tests {
         let mut b = vec![1, 0, 1, 3];
         put_varint(&mut b, 4096);
         assert!(Tables::read(&mut ByteReader::new(&b)).is_ok());
-        b[3] = 66;
+        b[3] = NSYM as u8;
         assert!(Tables::read(&mut ByteReader::new(&b)).is_err());
     }
 }
