@@ -438,20 +438,27 @@ pub fn get_code(
     Ok((sym, code))
 }
 
+/// `c * log2(c)` for small counts, so that estimating a block costs no logarithms.
+fn c_log2_c(c: u32) -> f64 {
+    static TABLE: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    let t = TABLE.get_or_init(|| {
+        (0..=1024u32)
+            .map(|c| if c == 0 { 0.0 } else { f64::from(c) * f64::from(c).log2() })
+            .collect()
+    });
+    match t.get(c as usize) {
+        Some(&v) => v,
+        None => f64::from(c) * f64::from(c).log2(),
+    }
+}
+
 /// Estimated size in bits of a value stream: its raw bits plus the order-0 entropy of its
-/// symbols. Used to pick an encoding per column per block without coding each candidate.
+/// symbols (`n log2 n - sum c log2 c`). Used to pick an encoding per column per block without
+/// coding each candidate.
 pub fn estimate_bits(hist: &[u32; NSYM], raw_bits: u64) -> f64 {
     let n: u32 = hist.iter().sum();
-    if n == 0 {
-        return raw_bits as f64;
-    }
-    let nf = f64::from(n);
-    let ent: f64 = hist
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| f64::from(c) * (nf / f64::from(c)).log2())
-        .sum();
-    raw_bits as f64 + ent
+    let ent = c_log2_c(n) - hist.iter().map(|&c| c_log2_c(c)).sum::<f64>();
+    raw_bits as f64 + ent.max(0.0)
 }
 
 /// Raw bits that accompany a symbol.
