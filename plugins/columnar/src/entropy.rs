@@ -38,7 +38,11 @@ pub fn advance(state: usize, sym: u8) -> usize {
 #[inline]
 pub fn context(state: usize) -> usize {
     let ema = state / 8;
-    if ema < 24 { ema / 4 } else { (ema - 18).min(NCTX - 1) }
+    if ema < 24 {
+        ema / 4
+    } else {
+        (ema - 18).min(NCTX - 1)
+    }
 }
 
 /// Stream families, each with its own tables.
@@ -443,7 +447,13 @@ fn c_log2_c(c: u32) -> f64 {
     static TABLE: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
     let t = TABLE.get_or_init(|| {
         (0..=1024u32)
-            .map(|c| if c == 0 { 0.0 } else { f64::from(c) * f64::from(c).log2() })
+            .map(|c| {
+                if c == 0 {
+                    0.0
+                } else {
+                    f64::from(c) * f64::from(c).log2()
+                }
+            })
             .collect()
     });
     match t.get(c as usize) {

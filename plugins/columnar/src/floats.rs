@@ -88,7 +88,8 @@ fn predict(pred: Pred, r: usize, prev: f64, refs: Refs<'_>) -> f64 {
 #[inline]
 fn to_decimal(v: f64, e: usize) -> Option<i64> {
     let x = v * P10[e];
-    if !(x.abs() < EXACT) {
+    // NaN fails this test too.
+    if x.abs().partial_cmp(&EXACT) != Some(std::cmp::Ordering::Less) {
         return None;
     }
     let d = x.round() as i64;
@@ -274,7 +275,11 @@ pub fn decode_block(
     let method = bits.read(3);
     if method == Method::Constant as u64 {
         let constant = if bits.read(1) == 0 {
-            if col.len() > start { col[col.len() - 1] } else { 0.0 }
+            if col.len() > start {
+                col[col.len() - 1]
+            } else {
+                0.0
+            }
         } else {
             f64::from_bits(bits.read(64))
         };

@@ -163,7 +163,14 @@ fn many_coins_unicode_ids_and_unsorted_input() {
         .collect();
     round_trip(&batch_of(&rows));
 
-    let names = ["比特币", "эфир", "🦀-crab", "a\"quote", "tab\tnew\nline", "é"];
+    let names = [
+        "比特币",
+        "эфир",
+        "🦀-crab",
+        "a\"quote",
+        "tab\tnew\nline",
+        "é",
+    ];
     let mut rows = Vec::new();
     for d in (0..40).rev() {
         for n in names {
@@ -184,7 +191,7 @@ fn irregular_and_hourly_timestamps() {
             0 => DAY + 323_749, // an odd fetch time, then back on the grid
             1 => DAY - 323_749,
             2..=9 => 3_600_000 + (i * 7919) % 400_000 - 200_000, // jittered hourly burst
-            17 => 5 * DAY,                                     // a gap
+            17 => 5 * DAY,                                       // a gap
             _ => DAY,
         };
         rows.push(row("x", t, 1.0 + i as f64 * 1e-3));
@@ -208,11 +215,19 @@ fn decimal_data_compresses_far_better_than_full_doubles() {
 fn coin_filter_decodes_only_wanted_coins() {
     let b = decimal_series(5, 50);
     let bytes = encode_checked(&Columnar, &b, &[]).unwrap();
-    let wanted = vec!["coin-3".to_string(), "coin-1".to_string(), "absent".to_string()];
+    let wanted = vec![
+        "coin-3".to_string(),
+        "coin-1".to_string(),
+        "absent".to_string(),
+    ];
     let got = decode_checked(&Columnar, &bytes, Some(&wanted)).unwrap();
     assert_eq!(got.coins, ["coin-1", "coin-3"]);
     assert!(got.bit_eq(&b.filter_coins(&wanted).sorted()));
-    assert!(decode_checked(&Columnar, &bytes, Some(&[])).unwrap().is_empty());
+    assert!(
+        decode_checked(&Columnar, &bytes, Some(&[]))
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -225,7 +240,10 @@ fn options_are_validated() {
         opts(&[("level", "3")]),
     ] {
         assert!(
-            matches!(encode_checked(&Columnar, &b, &bad), Err(Error::InvalidOptions(_))),
+            matches!(
+                encode_checked(&Columnar, &b, &bad),
+                Err(Error::InvalidOptions(_))
+            ),
             "{bad:?} accepted"
         );
     }
@@ -328,7 +346,11 @@ fn arb_walk() -> impl Strategy<Value = Batch> {
             for (i, (r, odd)) in steps.into_iter().enumerate() {
                 p *= 1.0 + r;
                 let ts = T0 + i as i64 * DAY + if odd == 0 { 12_345 } else { 0 };
-                let cap = if odd == 1 { 0.0 } else { p * 1.9e7 * (1.0 + r * 1e-3) };
+                let cap = if odd == 1 {
+                    0.0
+                } else {
+                    p * 1.9e7 * (1.0 + r * 1e-3)
+                };
                 b.push(0, ts, p, cap, p * 1e6 * (1.5 + r), f64::NAN, 0);
             }
             b
