@@ -183,7 +183,7 @@ pub struct SizeReport {
 pub fn encode_with_report(
     batch: &Batch,
     p: Params,
-    report: Option<&mut SizeReport>,
+    mut report: Option<&mut SizeReport>,
 ) -> Result<Vec<u8>> {
     let s = sort(batch);
     // Runs of one coin, in coin-id order.
@@ -216,57 +216,64 @@ pub fn encode_with_report(
         sections.push((bits, first, log.syms.len()));
     }
 
-    let mut payload = Vec::with_capacity(batch.len() * 20 + 64);
-    put_varint(&mut payload, p.block as u64);
-    payload.push(u8::from(p.entropy));
-    put_varint(&mut payload, runs.len() as u64);
-    put_varint(&mut payload, s.ts.len() as u64);
-    let mut bodies = Vec::with_capacity(sections.len());
+    // Header with a checksum placeholder, then the payload in place (no copies of sections).
+    let bit_bytes: usize = sections.iter().map(|s| s.0.len()).sum();
+    let mut out = Vec::with_capacity(HEADER_LEN + bit_bytes + log.syms.len() / 2 + runs.len() * 24);
+    out.extend_from_slice(MAGIC);
+    out.push(VERSION);
+    out.push(0); // flags: none defined in version 1
+    out.extend_from_slice(&[0; 4]);
+    put_varint(&mut out, p.block as u64);
+    out.push(u8::from(p.entropy));
+    put_varint(&mut out, runs.len() as u64);
+    put_varint(&mut out, s.ts.len() as u64);
+    let mut rans = Vec::with_capacity(sections.len());
     if p.entropy {
         let mut counts = Counts::default();
         counts.add(&log.syms);
         let tables = Tables::from_counts(&counts);
-        tables.write(&mut payload);
-        if let Some(rep) = report {
+        tables.write(&mut out);
+        if let Some(rep) = report.as_deref_mut() {
             let fam = tables.family_bits(&log.syms);
             let raw: u64 = fam.iter().map(|f| f.1).sum();
-            let bits: usize = sections.iter().map(|s| s.0.len()).sum();
             rep.families = crate::entropy::FAMILY_NAMES
                 .iter()
                 .zip(fam)
                 .map(|(n, (sym, raw))| (*n, sym / 8.0, raw as f64 / 8.0))
                 .collect();
-            rep.headers = bits as f64 - raw as f64 / 8.0;
-            rep.container = payload.len() + HEADER_LEN;
+            rep.headers = bit_bytes as f64 - raw as f64 / 8.0;
         }
-        for (bits, a, b) in sections {
-            let rans = tables.encode(&log.syms[a..b])?;
-            let mut body = Vec::with_capacity(rans.len() + bits.len() + 5);
-            put_varint(&mut body, rans.len() as u64);
-            body.extend_from_slice(&rans);
-            body.extend_from_slice(&bits);
-            bodies.push(body);
+        let enc = tables.encoder();
+        for (_, a, b) in &sections {
+            rans.push(Tables::encode(&enc, &log.syms[*a..*b])?);
         }
-    } else {
-        bodies = sections.into_iter().map(|(bits, _, _)| bits).collect();
     }
-    for (&(coin, lo, hi), body) in runs.iter().zip(&bodies) {
+    let mut len_prefix = Vec::new();
+    for (i, &(coin, lo, hi)) in runs.iter().enumerate() {
         let id = batch.coins[coin as usize].as_bytes();
-        put_varint(&mut payload, id.len() as u64);
-        payload.extend_from_slice(id);
-        put_varint(&mut payload, (hi - lo) as u64);
-        put_varint(&mut payload, body.len() as u64);
+        put_varint(&mut out, id.len() as u64);
+        out.extend_from_slice(id);
+        put_varint(&mut out, (hi - lo) as u64);
+        let mut len = sections[i].0.len();
+        if let Some(r) = rans.get(i) {
+            len_prefix.clear();
+            put_varint(&mut len_prefix, r.len() as u64);
+            len += len_prefix.len() + r.len();
+        }
+        put_varint(&mut out, len as u64);
     }
-    for body in &bodies {
-        payload.extend_from_slice(body);
+    if let Some(rep) = report {
+        rep.container = out.len();
     }
-
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    out.extend_from_slice(MAGIC);
-    out.push(VERSION);
-    out.push(0); // flags: none defined in version 1
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
+    for (i, (bits, _, _)) in sections.iter().enumerate() {
+        if let Some(r) = rans.get(i) {
+            put_varint(&mut out, r.len() as u64);
+            out.extend_from_slice(r);
+        }
+        out.extend_from_slice(bits);
+    }
+    let crc = crc32fast::hash(&out[HEADER_LEN..]);
+    out[8..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
     Ok(out)
 }
 

@@ -224,24 +224,37 @@ impl Tables {
         Ok(Tables { freq, start })
     }
 
-    /// rANS-encodes a coin's symbol log; the result is read forward by [`RansDecoder`].
-    pub fn encode(&self, log: &[u32]) -> Result<Vec<u8>> {
+    /// Per-symbol encoder constants for every table (Giesen's reciprocal form, which replaces
+    /// the division of each rANS step by a multiply and a shift).
+    pub fn encoder(&self) -> Vec<[EncSymbol; NSYM]> {
+        self.freq
+            .iter()
+            .zip(&self.start)
+            .map(|(freq, start)| {
+                std::array::from_fn(|s| EncSymbol::new(u32::from(start[s]), u32::from(freq[s])))
+            })
+            .collect()
+    }
+
+    /// rANS-encodes a coin's symbol log with the constants from [`Tables::encoder`]; the result
+    /// is read forward by [`RansDecoder`].
+    pub fn encode(enc: &[[EncSymbol; NSYM]], log: &[u32]) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(log.len() / 2 + 4);
         let mut x = L;
         for &s in log.iter().rev() {
-            let (t, sym) = ((s >> 8) as usize, (s & 0xFF) as usize);
-            let f = u32::from(self.freq[t][sym]);
-            if f == 0 {
-                return Err(Error::Internal(format!(
-                    "symbol {sym} has no frequency in table {t}"
-                )));
-            }
-            let x_max = ((L >> SCALE) << 8) * f;
-            while x >= x_max {
+            let sym = enc
+                .get((s >> 8) as usize)
+                .and_then(|t| t.get((s & 0xFF) as usize))
+                .filter(|e| e.x_max != 0)
+                .ok_or_else(|| Error::Internal(format!("symbol {s:#x} has no frequency")))?;
+            while x >= sym.x_max {
                 out.push(x as u8);
                 x >>= 8;
             }
-            x = ((x / f) << SCALE) + (x % f) + u32::from(self.start[t][sym]);
+            let q = (((u64::from(x) * u64::from(sym.rcp_freq)) >> 32) as u32) >> sym.rcp_shift;
+            x = x
+                .wrapping_add(sym.bias)
+                .wrapping_add(q.wrapping_mul(sym.cmpl_freq));
         }
         out.extend_from_slice(&x.to_le_bytes());
         out.reverse();
@@ -295,6 +308,38 @@ fn starts(freq: &[u16; NSYM]) -> [u16; NSYM] {
         acc += u32::from(freq[s]);
     }
     start
+}
+
+/// A symbol's rANS encoding constants (`x_max == 0`: the symbol has no frequency).
+#[derive(Clone, Copy, Default)]
+pub struct EncSymbol {
+    x_max: u32,
+    rcp_freq: u32,
+    rcp_shift: u32,
+    bias: u32,
+    cmpl_freq: u32,
+}
+
+impl EncSymbol {
+    fn new(start: u32, freq: u32) -> EncSymbol {
+        if freq == 0 {
+            return EncSymbol::default();
+        }
+        let (rcp_freq, rcp_shift, bias) = if freq < 2 {
+            (u32::MAX, 0, start + M - 1)
+        } else {
+            let shift = 32 - (freq - 1).leading_zeros(); // ceil(log2(freq))
+            let rcp = ((1u64 << (shift + 31)) + u64::from(freq) - 1) / u64::from(freq);
+            (rcp as u32, shift - 1, start)
+        };
+        EncSymbol {
+            x_max: ((L >> SCALE) << 8) * freq,
+            rcp_freq,
+            rcp_shift,
+            bias,
+            cmpl_freq: M - freq,
+        }
+    }
 }
 
 /// One table ready for decoding; `lut` is empty for an unused table.
@@ -518,7 +563,7 @@ mod tests {
         let mut head = Vec::new();
         tables.write(&mut head);
         let back = Tables::read(&mut ByteReader::new(&head)).unwrap();
-        let bytes = tables.encode(&log.syms).unwrap();
+        let bytes = Tables::encode(&tables.encoder(), &log.syms).unwrap();
         assert!(bytes.len() < 2000, "skewed symbols should code small");
         let dec = back.decoder_tables();
         let mut d = RansDecoder::new(&dec, &bytes).unwrap();

@@ -38,6 +38,12 @@ pub struct TsState {
 /// `r = k*s + j` with `k` the nearest multiple (`s > 0`).
 #[inline]
 fn split(r: i64, s: i64) -> (i64, i64) {
+    if let Some(shifted) = r.checked_add(s / 2) {
+        let k = shifted.div_euclid(s);
+        // `k*s` may leave the i64 range (r near i64::MIN) but `r - k*s` is within s/2, so the
+        // wrapping result is exact.
+        return (k, r.wrapping_sub(k.wrapping_mul(s)));
+    }
     let k = (i128::from(r) + i128::from(s / 2)).div_euclid(i128::from(s));
     let j = i128::from(r) - k * i128::from(s);
     (k as i64, j as i64)
@@ -195,6 +201,16 @@ mod tests {
         assert_eq!(split(6, 10), (1, -4));
         assert_eq!(split(-6, 10), (-1, 4));
         assert_eq!(split(35, 10), (4, -5));
+        for (r, s) in [
+            (i64::MIN, MAX_STEP),
+            (i64::MIN, 10),
+            (i64::MAX, 10),
+            (i64::MAX, MAX_STEP),
+        ] {
+            let (k, j) = split(r, s);
+            assert!(j.unsigned_abs() <= (s / 2) as u64, "{r} {s}");
+            assert_eq!(k.wrapping_mul(s).wrapping_add(j), r);
+        }
         let (k, j) = split(i64::MIN, MAX_STEP);
         assert_eq!(
             i128::from(k) * i128::from(MAX_STEP) + i128::from(j),
