@@ -281,20 +281,21 @@ impl Tables {
             .iter()
             .zip(&self.start)
             .map(|(freq, start)| {
-                let used = freq.iter().any(|&f| f > 0);
-                let mut lut = Vec::new();
-                if used {
-                    lut = vec![0u8; M as usize];
-                    for s in 0..NSYM {
-                        let (a, b) = (usize::from(start[s]), usize::from(start[s] + freq[s]));
-                        lut[a..b].fill(s as u8);
-                    }
+                if freq.iter().all(|&f| f == 0) {
+                    return None;
                 }
-                DecTable {
-                    lut,
-                    freq: *freq,
-                    start: *start,
+                let mut t = Box::new(DecSlots {
+                    lut: [0; M as usize],
+                    freq: [0; 256],
+                    start: [0; 256],
+                });
+                for s in 0..NSYM {
+                    let (a, b) = (usize::from(start[s]), usize::from(start[s] + freq[s]));
+                    t.lut[a..b].fill(s as u8);
+                    t.freq[s] = freq[s];
+                    t.start[s] = start[s];
                 }
+                Some(t)
             })
             .collect()
     }
@@ -342,11 +343,15 @@ impl EncSymbol {
     }
 }
 
-/// One table ready for decoding; `lut` is empty for an unused table.
-pub struct DecTable {
-    lut: Vec<u8>,
-    freq: [u16; NSYM],
-    start: [u16; NSYM],
+/// One table ready for decoding, `None` when unused.
+pub type DecTable = Option<Box<DecSlots>>;
+
+/// A slot-to-symbol map and the symbols' frequencies and starts, sized so that no lookup needs
+/// a bounds check (slots are masked to 12 bits, symbols are bytes).
+pub struct DecSlots {
+    lut: [u8; M as usize],
+    freq: [u16; 256],
+    start: [u16; 256],
 }
 
 /// Reads one coin's rANS stream.
@@ -390,17 +395,13 @@ impl SymSource for RansDecoder<'_> {
         let t = self
             .tables
             .get(table)
-            .filter(|t| !t.lut.is_empty())
+            .and_then(|t| t.as_deref())
             .ok_or_else(|| Error::corrupt(format!("entropy table {table} is missing")))?;
         let slot = self.x & (M - 1);
-        let s = t.lut.get(slot as usize).copied().unwrap_or(0);
-        // `lut` only holds symbols `< NSYM` whose slot range contains `slot` (see
-        // `decoder_tables`), so neither lookup fails and the subtraction cannot wrap.
-        let (f, st) = match (t.freq.get(usize::from(s)), t.start.get(usize::from(s))) {
-            (Some(&f), Some(&st)) => (u32::from(f), u32::from(st)),
-            _ => return Err(Error::corrupt("entropy table is inconsistent")),
-        };
-        self.x = f * (self.x >> SCALE) + slot - st;
+        let s = t.lut[slot as usize];
+        // `lut` maps a slot to the symbol whose range holds it: the subtraction cannot wrap.
+        self.x = u32::from(t.freq[usize::from(s)]) * (self.x >> SCALE) + slot
+            - u32::from(t.start[usize::from(s)]);
         while self.x < L {
             let b = *self
                 .data
