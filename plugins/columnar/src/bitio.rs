@@ -97,7 +97,7 @@ impl<'a> BitReader<'a> {
     }
 
     /// The next `bits` bits (`bits <= 64`).
-    #[inline]
+    #[inline(always)]
     pub fn read(&mut self, bits: u32) -> u64 {
         if bits > 32 {
             let lo = self.read32(32);
@@ -107,7 +107,7 @@ impl<'a> BitReader<'a> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn read32(&mut self, bits: u32) -> u64 {
         if self.n < bits {
             self.refill();

@@ -35,7 +35,7 @@ pub fn advance(state: usize, sym: u8) -> usize {
 
 /// The context of a state: coarse buckets for small averages, one per bit length from 24 bits
 /// up, where the residuals of full-precision doubles live.
-#[inline]
+#[inline(always)]
 pub fn context(state: usize) -> usize {
     let ema = state / 8;
     if ema < 24 {
@@ -390,7 +390,7 @@ impl<'a> RansDecoder<'a> {
 }
 
 impl SymSource for RansDecoder<'_> {
-    #[inline]
+    #[inline(always)]
     fn get(&mut self, table: usize, _bits: &mut BitReader<'_>) -> Result<u8> {
         let t = self
             .tables
@@ -468,7 +468,7 @@ pub fn put_code(
 }
 
 /// Reads what [`put_code`] wrote: the symbol and the code (for [`ESC`], the raw 64 bits).
-#[inline]
+#[inline(always)]
 pub fn get_code(
     src: &mut impl SymSource,
     bits: &mut BitReader<'_>,
