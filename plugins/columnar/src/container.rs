@@ -39,7 +39,7 @@ const FAM_RANK: usize = 6;
 /// market cap and volume can lean on them).
 const PRICE_PREDS: &[Pred] = &[Pred::Prev];
 const SUPPLY_PREDS: &[Pred] = &[Pred::Prev];
-const MCAP_PREDS: &[Pred] = &[Pred::Prev, Pred::Ratio, Pred::Product];
+const MCAP_PREDS: &[Pred] = &[Pred::Prev, Pred::Ratio, Pred::Product, Pred::RatioMedian];
 const VOLUME_PREDS: &[Pred] = &[Pred::Prev, Pred::Ratio];
 
 /// Encoder settings (the codec's options).

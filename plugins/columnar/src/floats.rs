@@ -49,6 +49,7 @@ pub enum Pred {
     Prev = 0,
     Ratio = 1,
     Product = 2,
+    RatioMedian = 3,
 }
 
 impl Pred {
@@ -57,6 +58,7 @@ impl Pred {
             0 => Pred::Prev,
             1 => Pred::Ratio,
             2 => Pred::Product,
+            3 => Pred::RatioMedian,
             _ => return Err(Error::corrupt(format!("unknown float predictor {b}"))),
         })
     }
@@ -69,10 +71,15 @@ pub struct Refs<'a> {
     pub supply: &'a [f64],
 }
 
-/// The prediction for row `r`, given the column's previous value `prev` (0.0 before the first).
+/// The prediction for row `r`, given the column's previous value `prev` (0.0 before the first)
+/// and its earlier values `hist` (coin-relative; only rows before `r` are read).
 #[inline]
-fn predict(pred: Pred, r: usize, prev: f64, refs: Refs<'_>) -> f64 {
+fn predict(pred: Pred, r: usize, hist: &[f64], prev: f64, refs: Refs<'_>) -> f64 {
     let price = refs.price.get(r).copied().unwrap_or(f64::NAN);
+    let ratio = |back: usize| -> Option<f64> {
+        let q = r.checked_sub(back)?;
+        Some(hist.get(q)? / refs.price.get(q)?)
+    };
     let p = match pred {
         Pred::Prev => return prev,
         Pred::Ratio => match r.checked_sub(1).and_then(|q| refs.price.get(q)) {
@@ -80,8 +87,21 @@ fn predict(pred: Pred, r: usize, prev: f64, refs: Refs<'_>) -> f64 {
             None => return prev,
         },
         Pred::Product => price * refs.supply.get(r).copied().unwrap_or(f64::NAN),
+        Pred::RatioMedian => match (ratio(1), ratio(2), ratio(3)) {
+            (Some(a), Some(b), Some(c)) => price * median3(a, b, c),
+            _ => return prev,
+        },
     };
     if p.is_finite() { p } else { prev }
+}
+
+/// The median of three (NaN-safe: any NaN makes the prediction fall back).
+#[inline]
+fn median3(a: f64, b: f64, c: f64) -> f64 {
+    if a.is_nan() || b.is_nan() || c.is_nan() {
+        return f64::NAN;
+    }
+    a.max(b).min(a.min(b).max(c))
 }
 
 /// `v` as a decimal with `e` digits after the point, if that is exact.
@@ -148,7 +168,7 @@ fn trial(
     let mut raw = 0u64;
     let mut prev = if lo == 0 { 0.0 } else { col[lo - 1] };
     for (r, &v) in col.iter().enumerate().take(hi).skip(lo) {
-        let p = predict(choice.pred, r, prev, refs);
+        let p = predict(choice.pred, r, col, prev, refs);
         let (sym, code) = match choice.method {
             Method::Delta => {
                 let c = zigzag(v.to_bits().wrapping_sub(p.to_bits()) as i64);
@@ -297,7 +317,7 @@ pub fn decode_block(
         m if m == Method::Delta as u64 || m == Method::Xor as u64 => {
             let xor = m == Method::Xor as u64;
             for r in r0..r0 + n {
-                let p = predict(pred, r, prev, refs).to_bits();
+                let p = predict(pred, r, &col[start..], prev, refs).to_bits();
                 let (sym, code) = get_code(src, bits, fam, ctx)?;
                 if sym == ESC {
                     return Err(Error::corrupt("escape symbol in a delta/xor block"));
@@ -317,7 +337,7 @@ pub fn decode_block(
                 return Err(Error::corrupt(format!("decimal exponent {e} is too large")));
             }
             for r in r0..r0 + n {
-                let p = predict(pred, r, prev, refs);
+                let p = predict(pred, r, &col[start..], prev, refs);
                 let (sym, code) = get_code(src, bits, fam, ctx)?;
                 prev = if sym == ESC {
                     f64::from_bits(code)
@@ -362,15 +382,15 @@ mod tests {
             price: &price,
             supply: &supply,
         };
-        assert_eq!(predict(Pred::Ratio, 1, 20.0, refs), 40.0);
-        assert_eq!(predict(Pred::Ratio, 0, 7.0, refs), 7.0);
-        assert_eq!(predict(Pred::Product, 1, 0.0, refs), 40.0);
-        assert_eq!(predict(Pred::Product, 0, 5.0, refs), 5.0);
+        assert_eq!(predict(Pred::Ratio, 1, &[20.0], 20.0, refs), 40.0);
+        assert_eq!(predict(Pred::Ratio, 0, &[], 7.0, refs), 7.0);
+        assert_eq!(predict(Pred::Product, 1, &[0.0], 0.0, refs), 40.0);
+        assert_eq!(predict(Pred::Product, 0, &[], 5.0, refs), 5.0);
         let zero = [0.0, 4.0];
         let refs = Refs {
             price: &zero,
             supply: &supply,
         };
-        assert_eq!(predict(Pred::Ratio, 1, 3.0, refs), 3.0);
+        assert_eq!(predict(Pred::Ratio, 1, &[3.0], 3.0, refs), 3.0);
     }
 }
