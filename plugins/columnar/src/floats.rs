@@ -14,8 +14,9 @@
 //!   scale exactly (NaN, -0.0, too many digits) are escaped with their 64 raw bits.
 //!
 //! Predictors (2 bits): `Prev` (the column's previous value in the coin), `Ratio`
-//! (`price * prev / prev_price`: market cap from price and the previous implied supply), and
-//! `Product` (`price * supply` of the same row). The encoder tries every allowed combination and
+//! (`price * prev / prev_price`: market cap from price and the previous implied supply),
+//! `Product` (`price * supply` of the same row) and `RatioMedian` (price times the median of the
+//! last five implied supplies, robust to the noise in CoinGecko's market caps). The encoder tries every allowed combination and
 //! keeps the one with the smallest estimated size.
 
 use strata_plugin_sdk::{Error, Result};
@@ -72,14 +73,10 @@ pub struct Refs<'a> {
 }
 
 /// The prediction for row `r`, given the column's previous value `prev` (0.0 before the first)
-/// and its earlier values `hist` (coin-relative; only rows before `r` are read).
+/// and `median`, the [`Window`] median of its last five implied ratios (used by `RatioMedian`).
 #[inline]
-fn predict(pred: Pred, r: usize, hist: &[f64], prev: f64, refs: Refs<'_>) -> f64 {
+fn predict(pred: Pred, r: usize, prev: f64, median: f64, refs: Refs<'_>) -> f64 {
     let price = refs.price.get(r).copied().unwrap_or(f64::NAN);
-    let ratio = |back: usize| -> Option<f64> {
-        let q = r.checked_sub(back)?;
-        Some(hist.get(q)? / refs.price.get(q)?)
-    };
     let p = match pred {
         Pred::Prev => return prev,
         Pred::Ratio => match r.checked_sub(1).and_then(|q| refs.price.get(q)) {
@@ -87,21 +84,44 @@ fn predict(pred: Pred, r: usize, hist: &[f64], prev: f64, refs: Refs<'_>) -> f64
             None => return prev,
         },
         Pred::Product => price * refs.supply.get(r).copied().unwrap_or(f64::NAN),
-        Pred::RatioMedian => match (ratio(1), ratio(2), ratio(3)) {
-            (Some(a), Some(b), Some(c)) => price * median3(a, b, c),
-            _ => return prev,
-        },
+        Pred::RatioMedian => price * median,
     };
     if p.is_finite() { p } else { prev }
 }
 
-/// The median of three (NaN-safe: any NaN makes the prediction fall back).
-#[inline]
-fn median3(a: f64, b: f64, c: f64) -> f64 {
-    if a.is_nan() || b.is_nan() || c.is_nan() {
-        return f64::NAN;
+/// The last five ratios `value / price` of a column (implied supplies for market cap).
+struct Window {
+    v: [f64; 5],
+    n: usize,
+}
+
+impl Window {
+    /// The window before row `r`, from the column's earlier values `hist`.
+    fn before(r: usize, hist: &[f64], refs: Refs<'_>) -> Window {
+        let mut w = Window { v: [0.0; 5], n: 0 };
+        for q in r.saturating_sub(5)..r {
+            w.push(q, hist.get(q).copied().unwrap_or(f64::NAN), refs);
+        }
+        w
     }
-    a.max(b).min(a.min(b).max(c))
+
+    #[inline]
+    fn push(&mut self, q: usize, value: f64, refs: Refs<'_>) {
+        self.v[self.n % 5] = value / refs.price.get(q).copied().unwrap_or(f64::NAN);
+        self.n += 1;
+    }
+
+    /// The median of the five, or NaN (so the prediction falls back to `Prev`) when there are
+    /// fewer or any is NaN.
+    #[inline]
+    fn median(&self) -> f64 {
+        if self.n < 5 || self.v.iter().any(|x| x.is_nan()) {
+            return f64::NAN;
+        }
+        let mut v = self.v;
+        v.sort_unstable_by(f64::total_cmp);
+        v[2]
+    }
 }
 
 /// `v` as a decimal with `e` digits after the point, if that is exact.
@@ -167,8 +187,13 @@ fn trial(
     let mut hist = [0u32; NSYM];
     let mut raw = 0u64;
     let mut prev = if lo == 0 { 0.0 } else { col[lo - 1] };
+    let windowed = choice.pred == Pred::RatioMedian;
+    let mut window = Window::before(if windowed { lo } else { 0 }, col, refs);
     for (r, &v) in col.iter().enumerate().take(hi).skip(lo) {
-        let p = predict(choice.pred, r, col, prev, refs);
+        let p = predict(choice.pred, r, prev, window.median(), refs);
+        if windowed {
+            window.push(r, v, refs);
+        }
         let (sym, code) = match choice.method {
             Method::Delta => {
                 let c = zigzag(v.to_bits().wrapping_sub(p.to_bits()) as i64);
@@ -313,11 +338,13 @@ pub fn decode_block(
     let pred = Pred::from_bits(bits.read(2))?;
     let r0 = col.len() - start;
     let mut prev = if r0 == 0 { 0.0 } else { col[col.len() - 1] };
+    let windowed = pred == Pred::RatioMedian;
+    let mut window = Window::before(if windowed { r0 } else { 0 }, &col[start..], refs);
     match method {
         m if m == Method::Delta as u64 || m == Method::Xor as u64 => {
             let xor = m == Method::Xor as u64;
             for r in r0..r0 + n {
-                let p = predict(pred, r, &col[start..], prev, refs).to_bits();
+                let p = predict(pred, r, prev, window.median(), refs).to_bits();
                 let (sym, code) = get_code(src, bits, fam, ctx)?;
                 if sym == ESC {
                     return Err(Error::corrupt("escape symbol in a delta/xor block"));
@@ -328,6 +355,9 @@ pub fn decode_block(
                     p.wrapping_add(unzigzag(code) as u64)
                 };
                 prev = f64::from_bits(v);
+                if windowed {
+                    window.push(r, prev, refs);
+                }
                 col.push(prev);
             }
         }
@@ -337,7 +367,7 @@ pub fn decode_block(
                 return Err(Error::corrupt(format!("decimal exponent {e} is too large")));
             }
             for r in r0..r0 + n {
-                let p = predict(pred, r, &col[start..], prev, refs);
+                let p = predict(pred, r, prev, window.median(), refs);
                 let (sym, code) = get_code(src, bits, fam, ctx)?;
                 prev = if sym == ESC {
                     f64::from_bits(code)
@@ -345,6 +375,9 @@ pub fn decode_block(
                     let d = pred_decimal(p, e).wrapping_add(unzigzag(code));
                     d as f64 / P10[e]
                 };
+                if windowed {
+                    window.push(r, prev, refs);
+                }
                 col.push(prev);
             }
         }
@@ -382,15 +415,31 @@ mod tests {
             price: &price,
             supply: &supply,
         };
-        assert_eq!(predict(Pred::Ratio, 1, &[20.0], 20.0, refs), 40.0);
-        assert_eq!(predict(Pred::Ratio, 0, &[], 7.0, refs), 7.0);
-        assert_eq!(predict(Pred::Product, 1, &[0.0], 0.0, refs), 40.0);
-        assert_eq!(predict(Pred::Product, 0, &[], 5.0, refs), 5.0);
+        assert_eq!(predict(Pred::Ratio, 1, 20.0, f64::NAN, refs), 40.0);
+        assert_eq!(predict(Pred::Ratio, 0, 7.0, f64::NAN, refs), 7.0);
+        assert_eq!(predict(Pred::Product, 1, 0.0, f64::NAN, refs), 40.0);
+        assert_eq!(predict(Pred::Product, 0, 5.0, f64::NAN, refs), 5.0);
         let zero = [0.0, 4.0];
         let refs = Refs {
             price: &zero,
             supply: &supply,
         };
-        assert_eq!(predict(Pred::Ratio, 1, &[3.0], 3.0, refs), 3.0);
+        assert_eq!(predict(Pred::Ratio, 1, 3.0, f64::NAN, refs), 3.0);
+        let price = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0];
+        let cap = [10.0, 20.0, 40.0, 88.0, 160.0];
+        let refs = Refs {
+            price: &price,
+            supply: &[],
+        };
+        let w = Window::before(5, &cap, refs);
+        assert_eq!(w.median(), 10.0, "median of 10, 10, 10, 11, 10");
+        assert_eq!(
+            predict(Pred::RatioMedian, 5, 160.0, w.median(), refs),
+            320.0
+        );
+        assert!(
+            Window::before(4, &cap, refs).median().is_nan(),
+            "needs five rows"
+        );
     }
 }
