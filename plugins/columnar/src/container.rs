@@ -62,7 +62,6 @@ struct CoinCols<'a> {
 #[derive(Default)]
 struct Scratch {
     ts: [Vec<[u64; 2]>; 2],
-    floats: floats::Scratch,
 }
 
 fn encode_coin(
@@ -90,18 +89,7 @@ fn encode_coin(
         ];
         for (col, preds, fam) in floats {
             let ctx = &mut ctx[fam];
-            floats::encode_block(
-                col,
-                lo,
-                hi,
-                preds,
-                refs,
-                fam,
-                ctx,
-                sink,
-                &mut bits,
-                &mut s.floats,
-            );
+            floats::encode_block(col, lo, hi, preds, refs, fam, ctx, sink, &mut bits);
         }
         ints::encode_block(
             c.rank,

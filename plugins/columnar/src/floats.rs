@@ -167,25 +167,16 @@ struct Choice {
     e: usize,
 }
 
-/// Scratch space reused across blocks by the encoder.
-#[derive(Default)]
-pub struct Scratch {
-    best: Vec<(u8, u64)>,
-    trial: Vec<(u8, u64)>,
-}
-
-/// Codes for rows `lo..hi` of `col` under `choice` into `out`; returns the estimated size.
-fn trial(
+/// Calls `f` with the symbol and code of each of rows `lo..hi` of `col` under `choice`.
+#[inline(always)]
+fn each_code(
     choice: Choice,
     col: &[f64],
     lo: usize,
     hi: usize,
     refs: Refs<'_>,
-    out: &mut Vec<(u8, u64)>,
-) -> f64 {
-    out.clear();
-    let mut hist = [0u32; NSYM];
-    let mut raw = 0u64;
+    mut f: impl FnMut(u8, u64),
+) {
     let mut prev = if lo == 0 { 0.0 } else { col[lo - 1] };
     let windowed = choice.pred == Pred::RatioMedian;
     let mut window = Window::before(if windowed { lo } else { 0 }, col, refs);
@@ -212,11 +203,19 @@ fn trial(
             },
             Method::Constant | Method::Raw => unreachable!("not a per-value method"),
         };
-        hist[usize::from(sym)] += 1;
-        raw += raw_bits_of(sym);
-        out.push((sym, code));
+        f(sym, code);
         prev = v;
     }
+}
+
+/// The estimated size of rows `lo..hi` under `choice`, in bits.
+fn trial(choice: Choice, col: &[f64], lo: usize, hi: usize, refs: Refs<'_>) -> f64 {
+    let mut hist = [0u32; NSYM];
+    let mut raw = 0u64;
+    each_code(choice, col, lo, hi, refs, |sym, _| {
+        hist[usize::from(sym)] += 1;
+        raw += raw_bits_of(sym);
+    });
     estimate_bits(&hist, raw)
 }
 
@@ -233,7 +232,6 @@ pub fn encode_block(
     ctx: &mut usize,
     sink: &mut impl SymSink,
     bits: &mut BitWriter,
-    scratch: &mut Scratch,
 ) {
     let block = &col[lo..hi];
     let first = block[0].to_bits();
@@ -248,41 +246,41 @@ pub fn encode_block(
         return;
     }
     let mut best: Option<(Choice, f64)> = None;
-    let mut consider = |choice: Choice, scratch: &mut Scratch| {
-        let cost = trial(choice, col, lo, hi, refs, &mut scratch.trial);
+    let mut consider = |choice: Choice| {
+        let cost = trial(choice, col, lo, hi, refs);
         if best.is_none_or(|(_, c)| cost < c) {
             best = Some((choice, cost));
-            std::mem::swap(&mut scratch.best, &mut scratch.trial);
         }
     };
-    for &pred in preds {
-        consider(
-            Choice {
-                method: Method::Delta,
-                pred,
-                e: 0,
-            },
-            scratch,
-        );
-    }
-    consider(
-        Choice {
-            method: Method::Xor,
-            pred: Pred::Prev,
+    // `Product` without a supply in the block would only repeat `Prev`.
+    let has_supply = refs
+        .supply
+        .get(lo..hi)
+        .is_some_and(|s| s.iter().any(|v| v.is_finite()));
+    let preds: Vec<Pred> = preds
+        .iter()
+        .copied()
+        .filter(|&p| p != Pred::Product || has_supply)
+        .collect();
+    for &pred in &preds {
+        consider(Choice {
+            method: Method::Delta,
+            pred,
             e: 0,
-        },
-        scratch,
-    );
+        });
+    }
+    consider(Choice {
+        method: Method::Xor,
+        pred: Pred::Prev,
+        e: 0,
+    });
     if let Some(e) = find_exponent(block) {
-        for &pred in preds {
-            consider(
-                Choice {
-                    method: Method::Decimal,
-                    pred,
-                    e,
-                },
-                scratch,
-            );
+        for &pred in &preds {
+            consider(Choice {
+                method: Method::Decimal,
+                pred,
+                e,
+            });
         }
     }
     let (choice, cost) = best.expect("at least one candidate");
@@ -299,9 +297,9 @@ pub fn encode_block(
     if choice.method == Method::Decimal {
         bits.write(choice.e as u64, 5);
     }
-    for &(sym, code) in &scratch.best {
+    each_code(choice, col, lo, hi, refs, |sym, code| {
         put_code(sink, bits, fam, ctx, sym, code);
-    }
+    });
 }
 
 /// Decodes `n` values of a block, appending to `col` (the whole output column; the coin's rows
