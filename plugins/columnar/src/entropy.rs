@@ -330,7 +330,7 @@ impl EncSymbol {
             (u32::MAX, 0, start + M - 1)
         } else {
             let shift = 32 - (freq - 1).leading_zeros(); // ceil(log2(freq))
-            let rcp = ((1u64 << (shift + 31)) + u64::from(freq) - 1) / u64::from(freq);
+            let rcp = (1u64 << (shift + 31)).div_ceil(u64::from(freq));
             (rcp as u32, shift - 1, start)
         };
         EncSymbol {
