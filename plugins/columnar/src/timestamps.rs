@@ -4,7 +4,8 @@
 //! median gap in the block) and each timestamp is predicted as `g + S`, where `g` is the coin's
 //! running grid position. The residual `r = ts - (g + S)` is split as `r = k*S + j` with `k` the
 //! nearest whole number of steps (a gap of `k` missing points) and `j` the jitter, `|j| <= S/2`.
-//! `k` and `j` are coded as two symbols (families `TS_K`, `TS_J`) plus raw bits.
+//! `k` and `j` are coded as a step code (family `TS_K`: 0 for a point exactly on the grid, else
+//! `zigzag(k) + 1`) and, unless the step code is 0, the jitter `zigzag(j)` (family `TS_J`).
 //!
 //! Two modes per block (1 bit): `Grid` advances `g` to `g + (k+1)*S`, ignoring jitter, so a daily
 //! series with one odd fetch time costs one residual and snaps back; `Prev` sets `g = ts`, which
@@ -15,8 +16,8 @@ use strata_plugin_sdk::Result;
 
 use crate::bitio::{BitReader, BitWriter};
 use crate::entropy::{
-    NSYM, SymSink, SymSource, estimate_bits, get_code, put_code, raw_bits_of, symbol_of, unzigzag,
-    zigzag,
+    NSYM, SymSink, SymSource, advance, estimate_bits, get_code, put_code, raw_bits_of, symbol_of,
+    unzigzag, zigzag,
 };
 
 pub const FAM_K: usize = 0;
@@ -31,7 +32,6 @@ pub struct TsState {
     pub grid: i64,
     /// The previous block's step (0 before the first).
     pub step: i64,
-    pub ctx_k: usize,
     pub ctx_j: usize,
 }
 
@@ -67,13 +67,15 @@ fn trial(
         let pred = g.wrapping_add(step);
         let r = t.wrapping_sub(pred);
         let (k, j) = if step > 0 { split(r, step) } else { (0, r) };
-        let (ck, cj) = (zigzag(k), zigzag(j));
+        let (ck, cj) = (step_code(k, j), zigzag(j));
         if step > 0 {
             hk[usize::from(symbol_of(ck))] += 1;
             raw += raw_bits_of(symbol_of(ck));
         }
-        hj[usize::from(symbol_of(cj))] += 1;
-        raw += raw_bits_of(symbol_of(cj));
+        if step == 0 || ck != 0 {
+            hj[usize::from(symbol_of(cj))] += 1;
+            raw += raw_bits_of(symbol_of(cj));
+        }
         out.push([ck, cj]);
         g = if grid_mode {
             pred.wrapping_add(k.wrapping_mul(step))
@@ -84,11 +86,19 @@ fn trial(
     estimate_bits(&hk, 0) + estimate_bits(&hj, raw)
 }
 
-/// The block's step: the median positive gap, or 0.
+/// The step code: 0 when the timestamp is exactly on the grid (`k == 0 && j == 0`, and no
+/// jitter code follows), else `zigzag(k) + 1`. With steps of at least 2, `|k| <= 2^62 + 1`, so
+/// this cannot overflow.
+#[inline]
+fn step_code(k: i64, j: i64) -> u64 {
+    if k == 0 && j == 0 { 0 } else { zigzag(k) + 1 }
+}
+
+/// The block's step: the median gap of at least 2, or 0 (no grid).
 fn block_step(ts: &[i64], lo: usize, hi: usize) -> i64 {
     let mut gaps: Vec<i64> = (lo.max(1)..hi)
         .map(|i| ts[i].wrapping_sub(ts[i - 1]))
-        .filter(|&d| d > 0 && d <= MAX_STEP)
+        .filter(|&d| (2..=MAX_STEP).contains(&d))
         .collect();
     if gaps.is_empty() {
         return 0;
@@ -131,12 +141,20 @@ pub fn encode_block(
     }
     for (&t, &[ck, cj]) in ts[lo..hi].iter().zip(codes.iter()) {
         if step > 0 {
-            put_code(sink, bits, FAM_K, &mut state.ctx_k, symbol_of(ck), ck);
+            // The step code is coded in the jitter's context: the jitter's recent sizes say
+            // whether the series is in an irregular stretch.
+            let mut ctx = state.ctx_j;
+            put_code(sink, bits, FAM_K, &mut ctx, symbol_of(ck), ck);
         }
-        put_code(sink, bits, FAM_J, &mut state.ctx_j, symbol_of(cj), cj);
+        if step == 0 || ck != 0 {
+            put_code(sink, bits, FAM_J, &mut state.ctx_j, symbol_of(cj), cj);
+        } else {
+            state.ctx_j = advance(state.ctx_j, 0);
+        }
+        let k = if ck == 0 { 0 } else { unzigzag(ck - 1) };
         let pred = state.grid.wrapping_add(step);
         state.grid = if grid_mode {
-            pred.wrapping_add(unzigzag(ck).wrapping_mul(step))
+            pred.wrapping_add(k.wrapping_mul(step))
         } else {
             t
         };
@@ -175,12 +193,21 @@ pub fn decode_block(
         )));
     }
     for _ in 0..n {
-        let k = if step > 0 {
-            unzigzag(get_code(src, bits, FAM_K, &mut state.ctx_k)?.1)
+        let (k, j) = if step == 0 {
+            (0, unzigzag(get_code(src, bits, FAM_J, &mut state.ctx_j)?.1))
         } else {
-            0
+            let mut ctx = state.ctx_j;
+            match get_code(src, bits, FAM_K, &mut ctx)?.1 {
+                0 => {
+                    state.ctx_j = advance(state.ctx_j, 0);
+                    (0, 0)
+                }
+                ck => (
+                    unzigzag(ck - 1),
+                    unzigzag(get_code(src, bits, FAM_J, &mut state.ctx_j)?.1),
+                ),
+            }
         };
-        let j = unzigzag(get_code(src, bits, FAM_J, &mut state.ctx_j)?.1);
         let pred = state.grid.wrapping_add(step);
         let at_grid = pred.wrapping_add(k.wrapping_mul(step));
         let t = at_grid.wrapping_add(j);
@@ -224,5 +251,6 @@ mod tests {
         let ts = [0, day, 2 * day, 2 * day + 5, 4 * day, 5 * day];
         assert_eq!(block_step(&ts, 1, ts.len()), day);
         assert_eq!(block_step(&[5, 5, 5], 1, 3), 0);
+        assert_eq!(block_step(&[5, 6, 7], 1, 3), 0, "a step of 1 is no grid");
     }
 }
