@@ -118,10 +118,37 @@ impl Window {
         if self.n < 5 || self.v.iter().any(|x| x.is_nan()) {
             return f64::NAN;
         }
-        let mut v = self.v;
-        v.sort_unstable_by(f64::total_cmp);
-        v[2]
+        median5(self.v)
     }
+}
+
+/// The median of five non-NaN values in IEEE total order, by a 9-comparator sorting network on
+/// integer keys: branch-free, and the same on every platform (float `min`/`max` may pick either
+/// zero when comparing -0.0 with +0.0).
+#[inline]
+fn median5(v: [f64; 5]) -> f64 {
+    let key = |x: f64| {
+        let b = x.to_bits() as i64;
+        b ^ (((b >> 63) as u64) >> 1) as i64
+    };
+    let mut k = v.map(key);
+    for (a, b) in [
+        (0, 1),
+        (3, 4),
+        (2, 4),
+        (2, 3),
+        (0, 3),
+        (0, 2),
+        (1, 4),
+        (1, 3),
+        (1, 2),
+    ] {
+        let (lo, hi) = (k[a].min(k[b]), k[a].max(k[b]));
+        k[a] = lo;
+        k[b] = hi;
+    }
+    // `key` is an involution: applying it again gives back the bits.
+    f64::from_bits(key(f64::from_bits(k[2] as u64)) as u64)
 }
 
 /// `v` as a decimal with `e` digits after the point, if that is exact.
@@ -403,6 +430,30 @@ mod tests {
         assert_eq!(find_exponent(&[1.5, 2.25, 0.125]), Some(3));
         assert_eq!(find_exponent(&[0.220_802_220_124_483_22]), None);
         assert_eq!(find_exponent(&[0.0, f64::NAN]), None);
+    }
+
+    #[test]
+    fn median5_matches_a_sort() {
+        let mut seed = 3u64;
+        let vals = [
+            -1.5,
+            -0.0,
+            0.0,
+            1.0,
+            2.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1e-300,
+        ];
+        for _ in 0..20_000 {
+            let v: [f64; 5] = std::array::from_fn(|_| {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                vals[(seed >> 60) as usize % vals.len()]
+            });
+            let mut sorted = v;
+            sorted.sort_by(f64::total_cmp);
+            assert_eq!(median5(v).to_bits(), sorted[2].to_bits(), "{v:?}");
+        }
     }
 
     #[test]
