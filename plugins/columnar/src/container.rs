@@ -151,9 +151,29 @@ fn sort(batch: &Batch) -> Sorted<'_> {
 }
 
 /// Encodes a validated batch.
+///
+/// The entropy tables cost a few hundred bytes, which a small segment may not earn back; below
+/// [`SMALL`] rows an entropy-coded encoding is compared with plain symbols and the smaller kept.
 pub fn encode(batch: &Batch, p: Params) -> Result<Vec<u8>> {
-    encode_with_report(batch, p, None)
+    let coded = encode_with_report(batch, p, None)?;
+    if p.entropy && batch.len() <= SMALL {
+        let plain = encode_with_report(
+            batch,
+            Params {
+                entropy: false,
+                ..p
+            },
+            None,
+        )?;
+        if plain.len() < coded.len() {
+            return Ok(plain);
+        }
+    }
+    Ok(coded)
 }
+
+/// Segments up to this many rows also try plain symbols (see [`encode`]).
+pub const SMALL: usize = 20_000;
 
 /// How many bytes each part of an encoding takes (for the benchmark and tuning).
 #[derive(Debug, Default)]

@@ -56,7 +56,7 @@ impl Codec for Columnar {
                         "entropy",
                         "boolean",
                         "true",
-                        "rANS-code the per-value symbols (false: fixed 7-bit fields, faster, larger)",
+                        "rANS-code the per-value symbols when it pays (false: plain 8-bit fields, faster, larger)",
                     ),
                 ],
             },

@@ -212,6 +212,15 @@ fn decimal_data_compresses_far_better_than_full_doubles() {
 }
 
 #[test]
+fn small_segments_skip_entropy_tables_that_do_not_pay() {
+    let b = decimal_series(2, 20);
+    let auto = encode_checked(&Columnar, &b, &[]).unwrap();
+    let plain = encode_checked(&Columnar, &b, &opts(&[("entropy", "false")])).unwrap();
+    assert_eq!(auto, plain, "40 rows cannot pay for entropy tables");
+    round_trip(&b);
+}
+
+#[test]
 fn coin_filter_decodes_only_wanted_coins() {
     let b = decimal_series(5, 50);
     let bytes = encode_checked(&Columnar, &b, &[]).unwrap();
