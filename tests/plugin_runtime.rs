@@ -94,6 +94,27 @@ mod each_builtin {
     }
 
     #[test]
+    fn columnar() {
+        wasm_and_native_agree("columnar", &[]);
+        let rt = runtime();
+        let col = rt.codec(&PluginRef::parse("columnar")).unwrap();
+        let gz = rt.codec(&PluginRef::parse("jsonl-gzip")).unwrap();
+        let data = conformance::real_extract();
+        let small = col.encode(&data, &[]).unwrap();
+        let big = gz.encode(&data, &opts(&[("level", "9")])).unwrap();
+        assert!(
+            small.len() * 3 < big.len() * 2,
+            "columnar {} B vs jsonl-gzip {} B",
+            small.len(),
+            big.len()
+        );
+        // The coin filter is pushed down: only the wanted coin comes back.
+        let btc = col.decode(&small, Some(&["bitcoin".to_string()])).unwrap();
+        assert!(btc.rows().all(|r| r.coin == "bitcoin"));
+        assert!(btc.bit_eq(&data.filter_coins(&["bitcoin".to_string()]).sorted()));
+    }
+
+    #[test]
     fn sample() {
         let wasm = runtime().policy(&PluginRef::parse("sample")).unwrap();
         let data = conformance::real_extract().sorted();

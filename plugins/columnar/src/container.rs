@@ -1,0 +1,483 @@
+//! The segment container: header, checksum, entropy tables, coin directory and per-coin
+//! sections; and the drivers that run the column coders block by block.
+//!
+//! ```text
+//! "STRCOL" version:u8 flags:u8 crc32:u32le | payload
+//! payload = block:varint entropy:u8 coins:varint rows:varint [tables]
+//!           directory (per coin: id_len:varint id rows:varint section_len:varint)
+//!           sections  (per coin: [rans_len:varint rans] bits)
+//! ```
+//!
+//! Rows are sorted by (coin id, ts); each coin's section is independent, so a coin filter skips
+//! the sections of other coins by their lengths in the directory. See `docs/columnar.md`.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use strata_plugin_sdk::{Batch, Error, Result};
+
+use crate::bitio::{BitReader, BitWriter, ByteReader, put_varint};
+use crate::entropy::{
+    Counts, NFAM, RansDecoder, RawSymbols, SymSink, SymSource, SymbolLog, Tables,
+};
+use crate::floats::{self, Pred, Refs};
+use crate::{ints, timestamps};
+
+pub const MAGIC: &[u8; 6] = b"STRCOL";
+pub const VERSION: u8 = 1;
+const HEADER_LEN: usize = 12;
+/// The largest block a segment may declare.
+pub const MAX_BLOCK: usize = 1 << 20;
+
+const FAM_PRICE: usize = 2;
+const FAM_SUPPLY: usize = 3;
+const FAM_MCAP: usize = 4;
+const FAM_VOLUME: usize = 5;
+const FAM_RANK: usize = 6;
+
+/// Predictors each float column may use (price and supply come first in a row, so only
+/// market cap and volume can lean on them).
+const PRICE_PREDS: &[Pred] = &[Pred::Prev];
+const SUPPLY_PREDS: &[Pred] = &[Pred::Prev];
+const MCAP_PREDS: &[Pred] = &[Pred::Prev, Pred::Ratio, Pred::Product, Pred::RatioMedian];
+const VOLUME_PREDS: &[Pred] = &[Pred::Prev, Pred::Ratio];
+
+/// Encoder settings (the codec's options).
+#[derive(Clone, Copy, Debug)]
+pub struct Params {
+    pub block: usize,
+    pub entropy: bool,
+}
+
+/// One coin's rows, columns sliced from the sorted batch.
+struct CoinCols<'a> {
+    ts: &'a [i64],
+    price: &'a [f64],
+    supply: &'a [f64],
+    mcap: &'a [f64],
+    volume: &'a [f64],
+    rank: &'a [u32],
+}
+
+#[derive(Default)]
+struct Scratch {
+    ts: [Vec<[u64; 2]>; 2],
+}
+
+fn encode_coin(
+    c: &CoinCols<'_>,
+    block: usize,
+    sink: &mut impl SymSink,
+    s: &mut Scratch,
+) -> Vec<u8> {
+    let mut bits = BitWriter::default();
+    let mut ts_state = timestamps::TsState::default();
+    let mut ctx = [0usize; NFAM];
+    let refs = Refs {
+        price: c.price,
+        supply: c.supply,
+    };
+    let n = c.ts.len();
+    for lo in (0..n).step_by(block) {
+        let hi = (lo + block).min(n);
+        timestamps::encode_block(c.ts, lo, hi, &mut ts_state, sink, &mut bits, &mut s.ts);
+        let floats = [
+            (c.price, PRICE_PREDS, FAM_PRICE),
+            (c.supply, SUPPLY_PREDS, FAM_SUPPLY),
+            (c.mcap, MCAP_PREDS, FAM_MCAP),
+            (c.volume, VOLUME_PREDS, FAM_VOLUME),
+        ];
+        for (col, preds, fam) in floats {
+            let ctx = &mut ctx[fam];
+            floats::encode_block(col, lo, hi, preds, refs, fam, ctx, sink, &mut bits);
+        }
+        ints::encode_block(
+            c.rank,
+            lo,
+            hi,
+            FAM_RANK,
+            &mut ctx[FAM_RANK],
+            sink,
+            &mut bits,
+        );
+    }
+    bits.finish()
+}
+
+/// The batch's rows in (coin id, ts) order, borrowing when it is sorted already.
+struct Sorted<'a> {
+    coin_index: Cow<'a, [u32]>,
+    ts: Cow<'a, [i64]>,
+    price: Cow<'a, [f64]>,
+    supply: Cow<'a, [f64]>,
+    mcap: Cow<'a, [f64]>,
+    volume: Cow<'a, [f64]>,
+    rank: Cow<'a, [u32]>,
+}
+
+fn sort(batch: &Batch) -> Sorted<'_> {
+    let mut by_name: Vec<u32> = (0..batch.coins.len() as u32).collect();
+    by_name.sort_unstable_by(|&a, &b| batch.coins[a as usize].cmp(&batch.coins[b as usize]));
+    let mut rank = vec![0u32; batch.coins.len()];
+    for (r, &c) in by_name.iter().enumerate() {
+        rank[c as usize] = r as u32;
+    }
+    let key = |i: usize| (rank[batch.coin_index[i] as usize], batch.ts[i]);
+    if (1..batch.len()).all(|i| key(i - 1) <= key(i)) {
+        return Sorted {
+            coin_index: Cow::Borrowed(&batch.coin_index),
+            ts: Cow::Borrowed(&batch.ts),
+            price: Cow::Borrowed(&batch.price),
+            supply: Cow::Borrowed(&batch.supply),
+            mcap: Cow::Borrowed(&batch.market_cap),
+            volume: Cow::Borrowed(&batch.volume),
+            rank: Cow::Borrowed(&batch.rank),
+        };
+    }
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_by_key(|&i| key(i)); // stable: duplicate keys keep their input order
+    fn gather<T: Copy>(col: &[T], order: &[usize]) -> Cow<'static, [T]> {
+        Cow::Owned(order.iter().map(|&i| col[i]).collect())
+    }
+    Sorted {
+        coin_index: gather(&batch.coin_index, &order),
+        ts: gather(&batch.ts, &order),
+        price: gather(&batch.price, &order),
+        supply: gather(&batch.supply, &order),
+        mcap: gather(&batch.market_cap, &order),
+        volume: gather(&batch.volume, &order),
+        rank: gather(&batch.rank, &order),
+    }
+}
+
+/// Encodes a validated batch.
+///
+/// The entropy tables cost a few hundred bytes, which a small segment may not earn back; below
+/// [`SMALL`] rows an entropy-coded encoding is compared with plain symbols and the smaller kept.
+pub fn encode(batch: &Batch, p: Params) -> Result<Vec<u8>> {
+    let coded = encode_with_report(batch, p, None)?;
+    if p.entropy && batch.len() <= SMALL {
+        let plain = encode_with_report(
+            batch,
+            Params {
+                entropy: false,
+                ..p
+            },
+            None,
+        )?;
+        if plain.len() < coded.len() {
+            return Ok(plain);
+        }
+    }
+    Ok(coded)
+}
+
+/// Segments up to this many rows also try plain symbols (see [`encode`]).
+pub const SMALL: usize = 20_000;
+
+/// How many bytes each part of an encoding takes (for the benchmark and tuning).
+#[derive(Debug, Default)]
+pub struct SizeReport {
+    /// Per entropy family: (name, bytes of rANS-coded symbols, bytes of raw residual bits).
+    pub families: Vec<(&'static str, f64, f64)>,
+    /// Bytes of the bit streams not accounted to families (block headers, first timestamps,
+    /// constant and raw blocks).
+    pub headers: f64,
+    /// Bytes of header, tables and directory.
+    pub container: usize,
+}
+
+/// [`encode`], filling `report` with a size breakdown when given.
+pub fn encode_with_report(
+    batch: &Batch,
+    p: Params,
+    mut report: Option<&mut SizeReport>,
+) -> Result<Vec<u8>> {
+    let s = sort(batch);
+    // Runs of one coin, in coin-id order.
+    let mut runs: Vec<(u32, usize, usize)> = Vec::new();
+    let mut lo = 0;
+    for i in 1..=s.ts.len() {
+        if i == s.ts.len() || s.coin_index[i] != s.coin_index[lo] {
+            runs.push((s.coin_index[lo], lo, i));
+            lo = i;
+        }
+    }
+    let mut scratch = Scratch::default();
+    let mut log = SymbolLog::default();
+    let mut sections: Vec<(Vec<u8>, usize, usize)> = Vec::with_capacity(runs.len());
+    for &(_, lo, hi) in &runs {
+        let cols = CoinCols {
+            ts: &s.ts[lo..hi],
+            price: &s.price[lo..hi],
+            supply: &s.supply[lo..hi],
+            mcap: &s.mcap[lo..hi],
+            volume: &s.volume[lo..hi],
+            rank: &s.rank[lo..hi],
+        };
+        let first = log.syms.len();
+        let bits = if p.entropy {
+            encode_coin(&cols, p.block, &mut log, &mut scratch)
+        } else {
+            encode_coin(&cols, p.block, &mut RawSymbols, &mut scratch)
+        };
+        sections.push((bits, first, log.syms.len()));
+    }
+
+    // Header with a checksum placeholder, then the payload in place (no copies of sections).
+    let bit_bytes: usize = sections.iter().map(|s| s.0.len()).sum();
+    let mut out = Vec::with_capacity(HEADER_LEN + bit_bytes + log.syms.len() / 2 + runs.len() * 24);
+    out.extend_from_slice(MAGIC);
+    out.push(VERSION);
+    out.push(0); // flags: none defined in version 1
+    out.extend_from_slice(&[0; 4]);
+    put_varint(&mut out, p.block as u64);
+    out.push(u8::from(p.entropy));
+    put_varint(&mut out, runs.len() as u64);
+    put_varint(&mut out, s.ts.len() as u64);
+    let mut rans = Vec::with_capacity(sections.len());
+    if p.entropy {
+        let mut counts = Counts::default();
+        counts.add(&log.syms);
+        let tables = Tables::from_counts(&counts);
+        tables.write(&mut out);
+        if let Some(rep) = report.as_deref_mut() {
+            let fam = tables.family_bits(&log.syms);
+            let raw: u64 = fam.iter().map(|f| f.1).sum();
+            rep.families = crate::entropy::FAMILY_NAMES
+                .iter()
+                .zip(fam)
+                .map(|(n, (sym, raw))| (*n, sym / 8.0, raw as f64 / 8.0))
+                .collect();
+            rep.headers = bit_bytes as f64 - raw as f64 / 8.0;
+        }
+        let enc = tables.encoder();
+        for (_, a, b) in &sections {
+            rans.push(Tables::encode(&enc, &log.syms[*a..*b])?);
+        }
+    }
+    let mut len_prefix = Vec::new();
+    for (i, &(coin, lo, hi)) in runs.iter().enumerate() {
+        let id = batch.coins[coin as usize].as_bytes();
+        put_varint(&mut out, id.len() as u64);
+        out.extend_from_slice(id);
+        put_varint(&mut out, (hi - lo) as u64);
+        let mut len = sections[i].0.len();
+        if let Some(r) = rans.get(i) {
+            len_prefix.clear();
+            put_varint(&mut len_prefix, r.len() as u64);
+            len += len_prefix.len() + r.len();
+        }
+        put_varint(&mut out, len as u64);
+    }
+    if let Some(rep) = report {
+        rep.container = out.len();
+    }
+    for (i, (bits, _, _)) in sections.iter().enumerate() {
+        if let Some(r) = rans.get(i) {
+            put_varint(&mut out, r.len() as u64);
+            out.extend_from_slice(r);
+        }
+        out.extend_from_slice(bits);
+    }
+    let crc = crc32fast::hash(&out[HEADER_LEN..]);
+    out[8..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+fn decode_coin(
+    bits: &mut BitReader<'_>,
+    src: &mut impl SymSource,
+    rows: usize,
+    block: usize,
+    coin: u32,
+    out: &mut Batch,
+) -> Result<()> {
+    let start = out.len();
+    let mut ts_state = timestamps::TsState::default();
+    let mut ctx = [0usize; NFAM];
+    let mut done = 0;
+    while done < rows {
+        let n = block.min(rows - done);
+        timestamps::decode_block(&mut out.ts, n, done == 0, &mut ts_state, src, bits)?;
+        let none = Refs {
+            price: &[],
+            supply: &[],
+        };
+        floats::decode_block(
+            &mut out.price,
+            start,
+            n,
+            none,
+            FAM_PRICE,
+            &mut ctx[FAM_PRICE],
+            src,
+            bits,
+        )?;
+        let price_only = Refs {
+            price: &out.price[start..],
+            supply: &[],
+        };
+        floats::decode_block(
+            &mut out.supply,
+            start,
+            n,
+            price_only,
+            FAM_SUPPLY,
+            &mut ctx[FAM_SUPPLY],
+            src,
+            bits,
+        )?;
+        let refs = Refs {
+            price: &out.price[start..],
+            supply: &out.supply[start..],
+        };
+        floats::decode_block(
+            &mut out.market_cap,
+            start,
+            n,
+            refs,
+            FAM_MCAP,
+            &mut ctx[FAM_MCAP],
+            src,
+            bits,
+        )?;
+        floats::decode_block(
+            &mut out.volume,
+            start,
+            n,
+            refs,
+            FAM_VOLUME,
+            &mut ctx[FAM_VOLUME],
+            src,
+            bits,
+        )?;
+        ints::decode_block(
+            &mut out.rank,
+            start,
+            n,
+            FAM_RANK,
+            &mut ctx[FAM_RANK],
+            src,
+            bits,
+        )?;
+        out.coin_index.extend(std::iter::repeat_n(coin, n));
+        done += n;
+    }
+    Ok(())
+}
+
+struct Entry<'a> {
+    id: &'a str,
+    rows: usize,
+    section: &'a [u8],
+}
+
+/// Decodes a segment, only the sections of `coins` when given.
+pub fn decode(bytes: &[u8], coins: Option<&[String]>) -> Result<Batch> {
+    if bytes.len() < HEADER_LEN || &bytes[..6] != MAGIC {
+        return Err(Error::corrupt("not a strata columnar segment (bad magic)"));
+    }
+    if bytes[6] != VERSION {
+        return Err(Error::corrupt(format!(
+            "columnar format version {} is not supported (this build reads version {VERSION})",
+            bytes[6]
+        )));
+    }
+    if bytes[7] != 0 {
+        return Err(Error::corrupt(format!(
+            "unknown header flags {:#04x}",
+            bytes[7]
+        )));
+    }
+    let crc = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    let payload = &bytes[HEADER_LEN..];
+    if crc32fast::hash(payload) != crc {
+        return Err(Error::corrupt("checksum mismatch: the segment is damaged"));
+    }
+    let mut r = ByteReader::new(payload);
+    let block = r.varint_max(MAX_BLOCK as u64, "block size")? as usize;
+    if block == 0 {
+        return Err(Error::corrupt("block size is 0"));
+    }
+    let entropy = match r.u8("entropy flag")? {
+        0 => false,
+        1 => true,
+        f => return Err(Error::corrupt(format!("entropy flag {f} is not 0 or 1"))),
+    };
+    // Every directory entry takes at least 3 bytes.
+    let n_coins = r.varint_max(r.remaining() as u64 / 3, "coin count")? as usize;
+    let total = r.varint_max(u64::from(u32::MAX), "row count")? as usize;
+    let tables = if entropy {
+        Tables::read(&mut r)?.decoder_tables()
+    } else {
+        Vec::new()
+    };
+    let mut dir: Vec<(&[u8], usize, usize)> = Vec::with_capacity(n_coins);
+    let (mut rows_sum, mut len_sum) = (0usize, 0usize);
+    for i in 0..n_coins {
+        let len = r.varint("coin id length")?;
+        let id = r.bytes(len, "coin id")?;
+        let rows = r.varint_max(u64::from(u32::MAX), "coin row count")? as usize;
+        let section = r.varint_max(payload.len() as u64, "section length")? as usize;
+        if rows == 0 || id.is_empty() {
+            return Err(Error::corrupt(format!("directory entry {i} is empty")));
+        }
+        if let Some(&(prev, _, _)) = dir.last()
+            && prev >= id
+        {
+            return Err(Error::corrupt(format!(
+                "directory entry {i}: coin ids are not strictly increasing"
+            )));
+        }
+        rows_sum += rows;
+        len_sum += section;
+        dir.push((id, rows, section));
+    }
+    if rows_sum != total || len_sum != r.remaining() {
+        return Err(Error::corrupt(format!(
+            "directory says {rows_sum} rows in {len_sum} bytes; header says {total} rows, {} bytes follow",
+            r.remaining()
+        )));
+    }
+    let mut entries = Vec::with_capacity(dir.len());
+    for (i, (id, rows, len)) in dir.into_iter().enumerate() {
+        let id = std::str::from_utf8(id)
+            .map_err(|_| Error::corrupt(format!("directory entry {i}: coin id is not UTF-8")))?;
+        entries.push(Entry {
+            id,
+            rows,
+            section: r.bytes(len as u64, "coin section")?,
+        });
+    }
+
+    let wanted: Option<HashSet<&str>> = coins.map(|c| c.iter().map(String::as_str).collect());
+    let keep = |e: &Entry<'_>| wanted.as_ref().is_none_or(|w| w.contains(e.id));
+    let rows: usize = entries.iter().filter(|e| keep(e)).map(|e| e.rows).sum();
+    // Cap the up-front reservation: a crafted header must not allocate before it decodes.
+    let mut out = Batch::with_capacity(rows.min(payload.len().saturating_mul(16)));
+    for e in entries.iter().filter(|e| keep(e)) {
+        let coin = out.coins.len() as u32;
+        out.coins.push(e.id.to_owned());
+        let mut sr = ByteReader::new(e.section);
+        let what = |m: &str| format!("coin `{}`: {m}", e.id);
+        if entropy {
+            let rans_len = sr.varint("rANS length")?;
+            let rans = sr.bytes(rans_len, "rANS stream")?;
+            let bits_bytes = sr.bytes(sr.remaining() as u64, "bit stream")?;
+            let mut bits = BitReader::new(bits_bytes);
+            let mut src = RansDecoder::new(&tables, rans)?;
+            decode_coin(&mut bits, &mut src, e.rows, block, coin, &mut out)
+                .map_err(|err| Error::corrupt(what(&err.to_string())))?;
+            src.finish()
+                .map_err(|err| Error::corrupt(what(&err.to_string())))?;
+            bits.finish(&what("bits"))?;
+        } else {
+            let mut bits = BitReader::new(e.section);
+            decode_coin(&mut bits, &mut RawSymbols, e.rows, block, coin, &mut out)
+                .map_err(|err| Error::corrupt(what(&err.to_string())))?;
+            bits.finish(&what("bits"))?;
+        }
+    }
+    Ok(out)
+}

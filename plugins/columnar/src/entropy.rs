@@ -1,0 +1,591 @@
+//! The entropy stage: static rANS over the per-value *symbols* (bit lengths of residual codes),
+//! with one frequency table per (stream family, context).
+//!
+//! Every coded value is split in two: a symbol in `0..NSYM` (the bit length of its residual code,
+//! or [`ESC`]) and the residual's low bits, which are written raw to the bit stream. Only the
+//! symbols are entropy coded; their distributions are skewed and depend on recent history, so
+//! each family (a column, or one half of the timestamp code) has [`NCTX`] tables selected by the
+//! previous symbol of the same family. Tables are counted over the whole segment and stored once
+//! in its header, so each coin's section stays independently decodable.
+//!
+//! The coder is byte-wise rANS with a 32-bit state (Duda's ANS as in Giesen's `ryg_rans`), 12-bit
+//! probabilities. It is written here rather than taken from a crate because its exact byte
+//! stream is part of this on-disk format: it must never change with a dependency update.
+//!
+//! With `entropy=false` the same symbols are written as plain 7-bit fields into the bit stream
+//! ([`RawSymbols`]), which is faster and shows what the entropy stage buys.
+
+use strata_plugin_sdk::{Error, Result};
+
+use crate::bitio::{BitReader, BitWriter, ByteReader, put_varint};
+
+/// Symbols: 0..=64 are residual bit lengths, 65 is an escape (a value stored raw).
+pub const NSYM: usize = 129;
+pub const ESC: u8 = 128;
+/// Contexts per family, selected by the family's recent symbols (see [`context`]).
+pub const NCTX: usize = 48;
+
+/// The running context state of a family: an exponential moving average of its recent
+/// symbols in 1/8 units (`ema += (8*sym - ema) / 4`, in integers so that every build agrees).
+/// It tracks the local volatility of a series, which sets the size of its next residual.
+#[inline]
+pub fn advance(state: usize, sym: u8) -> usize {
+    state - state / 4 + 2 * usize::from(length_of(sym))
+}
+
+/// The context of a state: coarse buckets for small averages, one per bit length from 24 bits
+/// up, where the residuals of full-precision doubles live.
+#[inline(always)]
+pub fn context(state: usize) -> usize {
+    let ema = state / 8;
+    if ema < 24 {
+        ema / 4
+    } else {
+        (ema - 18).min(NCTX - 1)
+    }
+}
+
+/// Stream families, each with its own tables.
+pub const NFAM: usize = 7;
+
+const SCALE: u32 = 12;
+const M: u32 = 1 << SCALE;
+const L: u32 = 1 << 23;
+
+/// The table index of family `fam` in context `ctx`.
+#[inline]
+pub fn table(fam: usize, ctx: usize) -> usize {
+    fam * NCTX + ctx
+}
+
+/// Where an encoder sends its symbols.
+pub trait SymSink {
+    fn put(&mut self, table: usize, sym: u8, bits: &mut BitWriter);
+}
+
+/// Where a decoder gets its symbols.
+pub trait SymSource {
+    fn get(&mut self, table: usize, bits: &mut BitReader<'_>) -> Result<u8>;
+}
+
+/// Symbols as 8-bit fields in the bit stream (`entropy=false`).
+pub struct RawSymbols;
+
+impl SymSink for RawSymbols {
+    #[inline]
+    fn put(&mut self, _table: usize, sym: u8, bits: &mut BitWriter) {
+        bits.write(u64::from(sym), 8);
+    }
+}
+
+impl SymSource for RawSymbols {
+    #[inline]
+    fn get(&mut self, _table: usize, bits: &mut BitReader<'_>) -> Result<u8> {
+        let s = bits.read(8) as u8;
+        if usize::from(s) >= NSYM {
+            return Err(Error::corrupt(format!("symbol {s} is out of range")));
+        }
+        Ok(s)
+    }
+}
+
+/// Symbols collected for the rANS pass: `table << 8 | sym`, in coding order.
+#[derive(Default)]
+pub struct SymbolLog {
+    pub syms: Vec<u32>,
+}
+
+impl SymSink for SymbolLog {
+    #[inline]
+    fn put(&mut self, table: usize, sym: u8, _bits: &mut BitWriter) {
+        self.syms.push(((table as u32) << 8) | u32::from(sym));
+    }
+}
+
+/// Symbol counts per table, gathered before the tables are normalised.
+pub struct Counts(pub Vec<[u32; NSYM]>);
+
+impl Default for Counts {
+    fn default() -> Counts {
+        Counts(vec![[0; NSYM]; NFAM * NCTX])
+    }
+}
+
+impl Counts {
+    pub fn add(&mut self, log: &[u32]) {
+        for &s in log {
+            self.0[(s >> 8) as usize][(s & 0xFF) as usize] += 1;
+        }
+    }
+}
+
+/// Family names, for size reports.
+pub const FAMILY_NAMES: [&str; NFAM] = [
+    "ts-steps",
+    "ts-jitter",
+    "price",
+    "supply",
+    "market-cap",
+    "volume",
+    "rank",
+];
+
+/// Normalised frequencies of every table (all zero for an unused table).
+pub struct Tables {
+    freq: Vec<[u16; NSYM]>,
+    start: Vec<[u16; NSYM]>,
+}
+
+/// Scales `counts` to frequencies summing to `M`, every used symbol keeping at least 1.
+fn normalize(counts: &[u32; NSYM]) -> [u16; NSYM] {
+    let total: u64 = counts.iter().map(|&c| u64::from(c)).sum();
+    let mut f = [0u32; NSYM];
+    if total == 0 {
+        return [0; NSYM];
+    }
+    for (fi, &c) in f.iter_mut().zip(counts) {
+        if c > 0 {
+            *fi = ((u64::from(c) * u64::from(M) / total) as u32).max(1);
+        }
+    }
+    let mut sum: u32 = f.iter().sum();
+    while sum != M {
+        // Give or take from the most frequent symbol (never below 1).
+        let (i, _) = f
+            .iter()
+            .enumerate()
+            .max_by_key(|&(_, &v)| v)
+            .unwrap_or((0, &0));
+        if sum < M {
+            f[i] += M - sum;
+            sum = M;
+        } else {
+            let take = (sum - M).min(f[i] - 1);
+            f[i] -= take;
+            sum -= take;
+        }
+    }
+    f.map(|v| v as u16)
+}
+
+impl Tables {
+    pub fn from_counts(counts: &Counts) -> Tables {
+        let freq: Vec<[u16; NSYM]> = counts.0.iter().map(normalize).collect();
+        let start = freq.iter().map(starts).collect();
+        Tables { freq, start }
+    }
+
+    /// Writes the used tables: count, then per table its index, used symbols and frequencies.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        let used: Vec<usize> = (0..self.freq.len())
+            .filter(|&t| self.freq[t].iter().any(|&f| f > 0))
+            .collect();
+        put_varint(out, used.len() as u64);
+        for t in used {
+            put_varint(out, t as u64);
+            let syms: Vec<usize> = (0..NSYM).filter(|&s| self.freq[t][s] > 0).collect();
+            put_varint(out, syms.len() as u64);
+            for s in syms {
+                out.push(s as u8);
+                put_varint(out, u64::from(self.freq[t][s]));
+            }
+        }
+    }
+
+    /// Reads tables written by [`Tables::write`], checking every field.
+    pub fn read(r: &mut ByteReader<'_>) -> Result<Tables> {
+        let n = r.varint_max((NFAM * NCTX) as u64, "entropy table count")?;
+        let mut freq = vec![[0u16; NSYM]; NFAM * NCTX];
+        for _ in 0..n {
+            let t = r.varint_max((NFAM * NCTX - 1) as u64, "entropy table index")? as usize;
+            if freq[t].iter().any(|&f| f > 0) {
+                return Err(Error::corrupt(format!("entropy table {t} appears twice")));
+            }
+            let k = r.varint_max(NSYM as u64, "entropy table size")?;
+            let mut sum = 0u32;
+            for _ in 0..k {
+                let s = usize::from(r.u8("entropy table symbol")?);
+                let f = r.varint_max(u64::from(M), "entropy table frequency")? as u16;
+                if s >= NSYM || f == 0 || freq[t][s] != 0 {
+                    return Err(Error::corrupt(format!(
+                        "entropy table {t}: bad entry for symbol {s}"
+                    )));
+                }
+                freq[t][s] = f;
+                sum += u32::from(f);
+            }
+            if sum != M {
+                return Err(Error::corrupt(format!(
+                    "entropy table {t}: frequencies sum to {sum}, not {M}"
+                )));
+            }
+        }
+        let start = freq.iter().map(starts).collect();
+        Ok(Tables { freq, start })
+    }
+
+    /// Per-symbol encoder constants for every table (Giesen's reciprocal form, which replaces
+    /// the division of each rANS step by a multiply and a shift).
+    pub fn encoder(&self) -> Vec<[EncSymbol; NSYM]> {
+        self.freq
+            .iter()
+            .zip(&self.start)
+            .map(|(freq, start)| {
+                std::array::from_fn(|s| EncSymbol::new(u32::from(start[s]), u32::from(freq[s])))
+            })
+            .collect()
+    }
+
+    /// rANS-encodes a coin's symbol log with the constants from [`Tables::encoder`]; the result
+    /// is read forward by [`RansDecoder`].
+    pub fn encode(enc: &[[EncSymbol; NSYM]], log: &[u32]) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(log.len() / 2 + 4);
+        let mut x = L;
+        for &s in log.iter().rev() {
+            let sym = enc
+                .get((s >> 8) as usize)
+                .and_then(|t| t.get((s & 0xFF) as usize))
+                .filter(|e| e.x_max != 0)
+                .ok_or_else(|| Error::Internal(format!("symbol {s:#x} has no frequency")))?;
+            while x >= sym.x_max {
+                out.push(x as u8);
+                x >>= 8;
+            }
+            let q = (((u64::from(x) * u64::from(sym.rcp_freq)) >> 32) as u32) >> sym.rcp_shift;
+            x = x
+                .wrapping_add(sym.bias)
+                .wrapping_add(q.wrapping_mul(sym.cmpl_freq));
+        }
+        out.extend_from_slice(&x.to_le_bytes());
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Bits per family the symbols of `log` cost under these tables, and the raw bits that go
+    /// with them (for size reports; encoding does not need this).
+    pub fn family_bits(&self, log: &[u32]) -> [(f64, u64); NFAM] {
+        let mut out = [(0.0, 0); NFAM];
+        for &s in log {
+            let (t, sym) = ((s >> 8) as usize, (s & 0xFF) as usize);
+            let f = f64::from(self.freq[t][sym]).max(1.0);
+            let fam = &mut out[t / NCTX];
+            fam.0 += (f64::from(M) / f).log2();
+            fam.1 += raw_bits_of(sym as u8);
+        }
+        out
+    }
+
+    /// Decoding tables: a slot-to-symbol map for every used table.
+    pub fn decoder_tables(&self) -> Vec<DecTable> {
+        self.freq
+            .iter()
+            .zip(&self.start)
+            .map(|(freq, start)| {
+                if freq.iter().all(|&f| f == 0) {
+                    return None;
+                }
+                let mut t = Box::new(DecSlots {
+                    lut: [0; M as usize],
+                    freq: [0; 256],
+                    start: [0; 256],
+                });
+                for s in 0..NSYM {
+                    let (a, b) = (usize::from(start[s]), usize::from(start[s] + freq[s]));
+                    t.lut[a..b].fill(s as u8);
+                    t.freq[s] = freq[s];
+                    t.start[s] = start[s];
+                }
+                Some(t)
+            })
+            .collect()
+    }
+}
+
+fn starts(freq: &[u16; NSYM]) -> [u16; NSYM] {
+    let mut start = [0u16; NSYM];
+    let mut acc = 0u32;
+    for s in 0..NSYM {
+        start[s] = acc as u16;
+        acc += u32::from(freq[s]);
+    }
+    start
+}
+
+/// A symbol's rANS encoding constants (`x_max == 0`: the symbol has no frequency).
+#[derive(Clone, Copy, Default)]
+pub struct EncSymbol {
+    x_max: u32,
+    rcp_freq: u32,
+    rcp_shift: u32,
+    bias: u32,
+    cmpl_freq: u32,
+}
+
+impl EncSymbol {
+    fn new(start: u32, freq: u32) -> EncSymbol {
+        if freq == 0 {
+            return EncSymbol::default();
+        }
+        let (rcp_freq, rcp_shift, bias) = if freq < 2 {
+            (u32::MAX, 0, start + M - 1)
+        } else {
+            let shift = 32 - (freq - 1).leading_zeros(); // ceil(log2(freq))
+            let rcp = (1u64 << (shift + 31)).div_ceil(u64::from(freq));
+            (rcp as u32, shift - 1, start)
+        };
+        EncSymbol {
+            x_max: ((L >> SCALE) << 8) * freq,
+            rcp_freq,
+            rcp_shift,
+            bias,
+            cmpl_freq: M - freq,
+        }
+    }
+}
+
+/// One table ready for decoding, `None` when unused.
+pub type DecTable = Option<Box<DecSlots>>;
+
+/// A slot-to-symbol map and the symbols' frequencies and starts, sized so that no lookup needs
+/// a bounds check (slots are masked to 12 bits, symbols are bytes).
+pub struct DecSlots {
+    lut: [u8; M as usize],
+    freq: [u16; 256],
+    start: [u16; 256],
+}
+
+/// Reads one coin's rANS stream.
+pub struct RansDecoder<'a> {
+    tables: &'a [DecTable],
+    data: &'a [u8],
+    pos: usize,
+    x: u32,
+}
+
+impl<'a> RansDecoder<'a> {
+    pub fn new(tables: &'a [DecTable], data: &'a [u8]) -> Result<RansDecoder<'a>> {
+        let head: [u8; 4] = data
+            .get(..4)
+            .and_then(|h| h.try_into().ok())
+            .ok_or_else(|| Error::corrupt("rANS stream shorter than its state"))?;
+        let x = u32::from_be_bytes(head);
+        if !(L..(L << 8)).contains(&x) {
+            return Err(Error::corrupt("rANS state out of range"));
+        }
+        Ok(RansDecoder {
+            tables,
+            data,
+            pos: 4,
+            x,
+        })
+    }
+
+    /// Errors unless the stream was consumed exactly and ended in the initial state.
+    pub fn finish(&self) -> Result<()> {
+        if self.x != L || self.pos != self.data.len() {
+            return Err(Error::corrupt("rANS stream does not end where it should"));
+        }
+        Ok(())
+    }
+}
+
+impl SymSource for RansDecoder<'_> {
+    #[inline(always)]
+    fn get(&mut self, table: usize, _bits: &mut BitReader<'_>) -> Result<u8> {
+        let t = self
+            .tables
+            .get(table)
+            .and_then(|t| t.as_deref())
+            .ok_or_else(|| Error::corrupt(format!("entropy table {table} is missing")))?;
+        let slot = self.x & (M - 1);
+        let s = t.lut[slot as usize];
+        // `lut` maps a slot to the symbol whose range holds it: the subtraction cannot wrap.
+        self.x = u32::from(t.freq[usize::from(s)]) * (self.x >> SCALE) + slot
+            - u32::from(t.start[usize::from(s)]);
+        while self.x < L {
+            let b = *self
+                .data
+                .get(self.pos)
+                .ok_or_else(|| Error::corrupt("rANS stream is truncated"))?;
+            self.x = (self.x << 8) | u32::from(b);
+            self.pos += 1;
+        }
+        Ok(s)
+    }
+}
+
+/// Zigzag: small magnitudes of either sign become small codes.
+#[inline]
+pub fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+#[inline]
+pub fn unzigzag(c: u64) -> i64 {
+    ((c >> 1) as i64) ^ -((c & 1) as i64)
+}
+
+/// The symbol of a residual code: its bit length `n` and, from `n >= 2` on, the bit below the
+/// leading one (`2n - 2 + bit`), which is far from uniform for peaked residuals.
+#[inline]
+pub fn symbol_of(code: u64) -> u8 {
+    let n = 64 - code.leading_zeros();
+    if n <= 1 {
+        n as u8
+    } else {
+        (2 * n - 2 + ((code >> (n - 2)) & 1) as u32) as u8
+    }
+}
+
+/// The bit length of the codes of symbol `sym` (65 for [`ESC`]).
+#[inline]
+pub fn length_of(sym: u8) -> u8 {
+    match sym {
+        0 | 1 => sym,
+        ESC => 65,
+        s => s / 2 + 1,
+    }
+}
+
+/// Writes one code: its symbol through `sink` (table chosen by the family's context, which is
+/// then advanced) and the bits below its leading one raw. [`ESC`] carries 64 raw bits.
+#[inline]
+pub fn put_code(
+    sink: &mut impl SymSink,
+    bits: &mut BitWriter,
+    fam: usize,
+    ctx: &mut usize,
+    sym: u8,
+    code: u64,
+) {
+    sink.put(table(fam, context(*ctx)), sym, bits);
+    *ctx = advance(*ctx, sym);
+    match sym {
+        0 | 1 => {}
+        ESC => bits.write(code, 64),
+        _ => bits.write(code, u32::from(length_of(sym)) - 2),
+    }
+}
+
+/// Reads what [`put_code`] wrote: the symbol and the code (for [`ESC`], the raw 64 bits).
+#[inline(always)]
+pub fn get_code(
+    src: &mut impl SymSource,
+    bits: &mut BitReader<'_>,
+    fam: usize,
+    ctx: &mut usize,
+) -> Result<(u8, u64)> {
+    let sym = src.get(table(fam, context(*ctx)), bits)?;
+    *ctx = advance(*ctx, sym);
+    let code = match sym {
+        0 | 1 => u64::from(sym),
+        ESC => bits.read(64),
+        s => {
+            let low = u32::from(length_of(s)) - 2;
+            (0b10 | u64::from(s & 1)) << low | bits.read(low)
+        }
+    };
+    Ok((sym, code))
+}
+
+/// `c * log2(c)` for small counts, so that estimating a block costs no logarithms.
+fn c_log2_c(c: u32) -> f64 {
+    static TABLE: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    let t = TABLE.get_or_init(|| {
+        (0..=1024u32)
+            .map(|c| {
+                if c == 0 {
+                    0.0
+                } else {
+                    f64::from(c) * f64::from(c).log2()
+                }
+            })
+            .collect()
+    });
+    match t.get(c as usize) {
+        Some(&v) => v,
+        None => f64::from(c) * f64::from(c).log2(),
+    }
+}
+
+/// Estimated size in bits of a value stream: its raw bits plus the order-0 entropy of its
+/// symbols (`n log2 n - sum c log2 c`). Used to pick an encoding per column per block without
+/// coding each candidate.
+pub fn estimate_bits(hist: &[u32; NSYM], raw_bits: u64) -> f64 {
+    let n: u32 = hist.iter().sum();
+    let ent = c_log2_c(n) - hist.iter().map(|&c| c_log2_c(c)).sum::<f64>();
+    raw_bits as f64 + ent.max(0.0)
+}
+
+/// Raw bits that accompany a symbol.
+#[inline]
+pub fn raw_bits_of(sym: u8) -> u64 {
+    match sym {
+        0 | 1 => 0,
+        ESC => 64,
+        s => u64::from(length_of(s)) - 2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_sums_to_m_and_keeps_rare_symbols() {
+        let mut c = [0u32; NSYM];
+        c[0] = 1_000_000;
+        c[5] = 1;
+        c[64] = 3;
+        let f = normalize(&c);
+        assert_eq!(f.iter().map(|&v| u32::from(v)).sum::<u32>(), M);
+        assert!(f[5] >= 1 && f[64] >= 1 && f[1] == 0);
+        let all = normalize(&[1; NSYM]);
+        assert_eq!(all.iter().map(|&v| u32::from(v)).sum::<u32>(), M);
+    }
+
+    #[test]
+    fn rans_round_trips_through_written_tables() {
+        let mut log = SymbolLog::default();
+        let mut w = BitWriter::default();
+        let mut seed = 7u64;
+        for i in 0..10_000u32 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let sym = if seed >> 60 == 0 {
+                (seed >> 32) as u8 % 66
+            } else {
+                3
+            };
+            log.put(table((i % 3) as usize, (i % 5) as usize), sym, &mut w);
+        }
+        let mut counts = Counts::default();
+        counts.add(&log.syms);
+        let tables = Tables::from_counts(&counts);
+        let mut head = Vec::new();
+        tables.write(&mut head);
+        let back = Tables::read(&mut ByteReader::new(&head)).unwrap();
+        let bytes = Tables::encode(&tables.encoder(), &log.syms).unwrap();
+        assert!(bytes.len() < 2000, "skewed symbols should code small");
+        let dec = back.decoder_tables();
+        let mut d = RansDecoder::new(&dec, &bytes).unwrap();
+        let mut bits = BitReader::new(&[]);
+        for &s in &log.syms {
+            let got = d.get((s >> 8) as usize, &mut bits).unwrap();
+            assert_eq!(got, (s & 0xFF) as u8);
+        }
+        d.finish().unwrap();
+    }
+
+    #[test]
+    fn bad_tables_are_rejected() {
+        // One table, index 0, one symbol with frequency 4095 (must sum to 4096).
+        let mut b = vec![1, 0, 1, 3];
+        put_varint(&mut b, 4095);
+        assert!(Tables::read(&mut ByteReader::new(&b)).is_err());
+        let mut b = vec![1, 0, 1, 3];
+        put_varint(&mut b, 4096);
+        assert!(Tables::read(&mut ByteReader::new(&b)).is_ok());
+        b[3] = NSYM as u8;
+        assert!(Tables::read(&mut ByteReader::new(&b)).is_err());
+    }
+}
