@@ -206,7 +206,11 @@ pub fn run(cfg: &BenchConfig, rt: &Runtime, progress: &mut dyn FnMut(&str)) -> R
         target: 5.0,
         higher_is_better: false,
         prototype: Some(10.0),
-        scale: format!("20,000 calls over {} coins, hot tier of {} rows", coins.len(), history.len()),
+        scale: format!(
+            "20,000 calls over {} coins, hot tier of {} rows",
+            coins.len(),
+            history.len()
+        ),
     });
     drop(store);
     drop(history);

@@ -90,7 +90,8 @@ impl Generator {
         let mut coins = Vec::with_capacity(cfg.coins);
         let mut ids = Vec::with_capacity(cfg.coins);
         for i in 0..cfg.coins {
-            let mut rng = StdRng::seed_from_u64(cfg.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut rng =
+                StdRng::seed_from_u64(cfg.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let cap = (15.4 + 2.5 * normal(&mut rng)).exp();
             let price = 10f64.powf(rng.random_range(-4.0..3.0));
             let vol = rng.random_range(0.003..0.03);
@@ -176,7 +177,12 @@ impl Generator {
         }
         // Rank by market cap, largest first; unknown caps get no rank.
         let mut by_cap: Vec<usize> = (0..caps.len()).collect();
-        by_cap.sort_by(|&x, &y| caps[y].0.total_cmp(&caps[x].0).then(caps[x].1.cmp(&caps[y].1)));
+        by_cap.sort_by(|&x, &y| {
+            caps[y]
+                .0
+                .total_cmp(&caps[x].0)
+                .then(caps[x].1.cmp(&caps[y].1))
+        });
         for (r, &row) in by_cap.iter().enumerate() {
             if caps[row].0 > 0.0 {
                 b.rank[row] = r as u32 + 1;
@@ -257,8 +263,17 @@ mod tests {
         let full = 200 * 240;
         assert!(n < full && n > full * 8 / 10, "{n} of {full}");
         assert!(a.volume.iter().any(|v| v.is_nan()));
-        assert!(a.price.iter().all(|&p| p > 0.0 && (p * 1e8).round() / 1e8 == p || p < 0.01));
-        assert!(a.market_cap.iter().filter(|m| !m.is_nan()).all(|m| m.fract() == 0.0));
+        assert!(
+            a.price
+                .iter()
+                .all(|&p| p > 0.0 && (p * 1e8).round() / 1e8 == p || p < 0.01)
+        );
+        assert!(
+            a.market_cap
+                .iter()
+                .filter(|m| !m.is_nan())
+                .all(|m| m.fract() == 0.0)
+        );
         // Market caps spread over orders of magnitude.
         let mut caps: Vec<f64> = a.market_cap.iter().copied().filter(|m| *m > 0.0).collect();
         caps.sort_by(f64::total_cmp);

@@ -69,9 +69,8 @@ const UPSERT_TAIL: &str = " ON CONFLICT DO UPDATE SET price = excluded.price, \
     rank = excluded.rank";
 
 fn insert_sql(table: &str, rows: usize) -> String {
-    let mut s = format!(
-        "INSERT INTO {table} (coin, ts, price, market_cap, volume, supply, rank) VALUES "
-    );
+    let mut s =
+        format!("INSERT INTO {table} (coin, ts, price, market_cap, volume, supply, rank) VALUES ");
     for i in 0..rows {
         if i > 0 {
             s.push(',');
@@ -127,10 +126,17 @@ impl Store {
     }
 
     /// The body of [`ingest`](Store::ingest), inside an open write transaction.
-    pub(crate) fn ingest_in_txn(&mut self, batch: &Batch, meta: &[CoinMeta]) -> Result<IngestStats> {
+    pub(crate) fn ingest_in_txn(
+        &mut self,
+        batch: &Batch,
+        meta: &[CoinMeta],
+    ) -> Result<IngestStats> {
         batch.validate().context("invalid batch")?;
         if let Some((i, why)) = Store::ingest_rows_checked(batch).into_iter().next() {
-            bail!("row {i} (coin `{}`): {why}", batch.coins[batch.coin_index[i] as usize]);
+            bail!(
+                "row {i} (coin `{}`): {why}",
+                batch.coins[batch.coin_index[i] as usize]
+            );
         }
         let ids = self.intern_coins(&batch.coins, meta)?;
         crate::crash::point("ingest-chunk");
@@ -338,8 +344,15 @@ mod tests {
     fn read_all(s: &Store, coin: &str) -> Batch {
         let mut out = Batch::default();
         out.coins.push(coin.into());
-        s.hot_read(s.coin_id(coin).unwrap(), i64::MIN, i64::MAX, false, None, &mut out)
-            .unwrap();
+        s.hot_read(
+            s.coin_id(coin).unwrap(),
+            i64::MIN,
+            i64::MAX,
+            false,
+            None,
+            &mut out,
+        )
+        .unwrap();
         out
     }
 
@@ -392,8 +405,11 @@ mod tests {
     fn upsert_last_write_wins_and_reingest_changes_nothing() {
         let d = tempfile::tempdir().unwrap();
         let mut s = Store::open(d.path()).unwrap();
-        s.ingest(&batch(&[("a", 10, 1.0), ("a", 10, 2.0), ("b", 10, 5.0)]), &[])
-            .unwrap();
+        s.ingest(
+            &batch(&[("a", 10, 1.0), ("a", 10, 2.0), ("b", 10, 5.0)]),
+            &[],
+        )
+        .unwrap();
         assert_eq!(read_all(&s, "a").price, [2.0]);
         // A later hourly batch corrects a value; bulk data older and newer.
         s.ingest(&batch(&[("a", 10, 3.0)]), &[]).unwrap();
@@ -413,7 +429,8 @@ mod tests {
         let mut s = Store::open(d.path()).unwrap();
         let bulk: Vec<(&str, i64, f64)> = (0..10).map(|t| ("a", t, 1.0)).collect();
         s.ingest(&batch(&bulk), &[]).unwrap();
-        s.ingest(&batch(&[("a", 5, 9.0), ("a", 10, 9.0)]), &[]).unwrap();
+        s.ingest(&batch(&[("a", 5, 9.0), ("a", 10, 9.0)]), &[])
+            .unwrap();
         let before = read_all(&s, "a");
         assert_eq!(before.len(), 11);
         assert_eq!(before.price[5], 9.0);

@@ -259,9 +259,12 @@ fn parse_csv_row<'a>(l: &'a str, cols: &[Col]) -> Result<(&'a str, Parsed), (Str
         match cols.get(i).copied().unwrap_or(Col::Ignore) {
             Col::Coin => coin = v,
             Col::Ts => {
-                r.0 = v
-                    .parse()
-                    .map_err(|_| ("ts".to_string(), format!("`{v}` is not integer milliseconds")))?
+                r.0 = v.parse().map_err(|_| {
+                    (
+                        "ts".to_string(),
+                        format!("`{v}` is not integer milliseconds"),
+                    )
+                })?
             }
             Col::Price => r.1 = float("price", v)?,
             Col::Cap => r.2 = float("market_cap", v)?,

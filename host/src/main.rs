@@ -327,8 +327,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             format,
         } => {
             let store = open_store(&cli.global)?;
-            let from = from.as_deref().map(parse_time).transpose()?.unwrap_or(i64::MIN);
-            let to = to.as_deref().map(parse_time).transpose()?.unwrap_or(i64::MAX);
+            let from = from
+                .as_deref()
+                .map(parse_time)
+                .transpose()?
+                .unwrap_or(i64::MIN);
+            let to = to
+                .as_deref()
+                .map(parse_time)
+                .transpose()?
+                .unwrap_or(i64::MAX);
             print_answer(&store.query(&coin, from, to)?, format)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -387,7 +395,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         if f.higher_is_better { ">=" } else { "<=" },
                         f.target,
                         if f.meets_target() { "MET" } else { "MISSED" },
-                        f.prototype.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                        f.prototype
+                            .map(|p| p.to_string())
+                            .unwrap_or_else(|| "-".into()),
                         f.scale
                     );
                 }
@@ -457,7 +467,13 @@ fn print_answer(a: &strata::query::Answer, format: OutFormat) -> Result<()> {
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
     let coin = a.rows.coins.first().map(String::as_str).unwrap_or("");
-    let num = |v: f64| if v.is_nan() { String::new() } else { format!("{v:?}") };
+    let num = |v: f64| {
+        if v.is_nan() {
+            String::new()
+        } else {
+            format!("{v:?}")
+        }
+    };
     match format {
         OutFormat::Table => {
             writeln!(
@@ -475,7 +491,11 @@ fn print_answer(a: &strata::query::Answer, format: OutFormat) -> Result<()> {
                     num(r.market_cap),
                     num(r.volume),
                     num(r.supply),
-                    if r.rank == 0 { String::new() } else { r.rank.to_string() }
+                    if r.rank == 0 {
+                        String::new()
+                    } else {
+                        r.rank.to_string()
+                    }
                 )?;
             }
         }
@@ -490,7 +510,11 @@ fn print_answer(a: &strata::query::Answer, format: OutFormat) -> Result<()> {
                     num(r.market_cap),
                     num(r.volume),
                     num(r.supply),
-                    if r.rank == 0 { String::new() } else { r.rank.to_string() }
+                    if r.rank == 0 {
+                        String::new()
+                    } else {
+                        r.rank.to_string()
+                    }
                 )?;
             }
         }

@@ -78,7 +78,12 @@ impl Store {
             if have.len() >= n && have[n - 1] > s.max_ts {
                 break;
             }
-            let b = only(&self.read_segment(&s, Some(&filter))?, coin, i64::MIN, i64::MAX);
+            let b = only(
+                &self.read_segment(&s, Some(&filter))?,
+                coin,
+                i64::MIN,
+                i64::MAX,
+            );
             have.extend_from_slice(&b.ts);
             parts.push((b, Rc::from(s.tier.as_str())));
         }

@@ -85,7 +85,10 @@ mod tests {
         for i in 0..16_000 {
             counts[coin_bucket(&format!("coin-{i}"), 16) as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (700..1300).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (700..1300).contains(&c)),
+            "{counts:?}"
+        );
     }
 
     #[test]

@@ -197,7 +197,8 @@ impl Store {
                 coin_keys.insert(id, key);
             }
         }
-        let recent_rows: i64 = conn.query_row("SELECT count(*) FROM hot_recent", [], |r| r.get(0))?;
+        let recent_rows: i64 =
+            conn.query_row("SELECT count(*) FROM hot_recent", [], |r| r.get(0))?;
         let store = Store {
             dir,
             conn,
@@ -376,10 +377,11 @@ impl Store {
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
                 self.reload_coins()?;
-                self.recent_rows = self
-                    .conn
-                    .query_row("SELECT count(*) FROM hot_recent", [], |r| r.get::<_, i64>(0))?
-                    as u64;
+                self.recent_rows =
+                    self.conn
+                        .query_row("SELECT count(*) FROM hot_recent", [], |r| {
+                            r.get::<_, i64>(0)
+                        })? as u64;
                 Err(e)
             }
         }

@@ -74,16 +74,28 @@ impl Plan {
         let mut tiers = Vec::new();
         for (i, d) in defs.iter().enumerate() {
             if i == 0 && (d.retention.is_some() || d.codec.is_some()) {
-                bail!("tier `{}`: the hot tier has no retention or codec plugin", d.name);
+                bail!(
+                    "tier `{}`: the hot tier has no retention or codec plugin",
+                    d.name
+                );
             }
             if i > 0 && (d.retention.is_none() || d.codec.is_none()) {
-                bail!("tier `{}`: needs both a retention and a codec plugin", d.name);
+                bail!(
+                    "tier `{}`: needs both a retention and a codec plugin",
+                    d.name
+                );
             }
             if i + 1 < defs.len() && d.keep.is_none() {
-                bail!("tier `{}`: only the last tier may keep rows forever", d.name);
+                bail!(
+                    "tier `{}`: only the last tier may keep rows forever",
+                    d.name
+                );
             }
             if i > 0 && (d.window <= 0 || d.coin_buckets == 0) {
-                bail!("tier `{}`: segment window and coin buckets must be positive", d.name);
+                bail!(
+                    "tier `{}`: segment window and coin buckets must be positive",
+                    d.name
+                );
             }
             if i > 0
                 && let (Some(prev), Some(k)) = (defs[i - 1].keep, d.keep)
@@ -430,8 +442,9 @@ impl Store {
                     .coins
                     .iter()
                     .map(|c| {
-                        self.coin_id(c)
-                            .with_context(|| format!("segment holds coin `{c}`, not in the coin table"))
+                        self.coin_id(c).with_context(|| {
+                            format!("segment holds coin `{c}`, not in the coin table")
+                        })
                     })
                     .collect::<Result<_>>()?;
                 let piece = Piece {
@@ -497,7 +510,8 @@ impl Store {
     pub fn read_segment(&self, s: &SegmentInfo, coins: Option<&[String]>) -> Result<Batch> {
         let codec = self.codec_for(s)?;
         let p = self.dir.join(&s.path);
-        let bytes = std::fs::read(&p).with_context(|| format!("reading segment {}", p.display()))?;
+        let bytes =
+            std::fs::read(&p).with_context(|| format!("reading segment {}", p.display()))?;
         let b = codec
             .decode(&bytes, coins)
             .with_context(|| format!("decoding segment {}", p.display()))?;

@@ -60,11 +60,21 @@ fn ingest_tier_query_verify_and_detect_corruption() {
     assert!(stats.contains("warm"), "{stats}");
     let q = stdout(&strata(
         &data,
-        &["query", "coin-00002", "--from", "2024-01-01", "--format", "csv"],
+        &[
+            "query",
+            "coin-00002",
+            "--from",
+            "2024-01-01",
+            "--format",
+            "csv",
+        ],
     ));
     assert!(q.starts_with("coin,ts,price,market_cap,volume,supply,rank,tier\n"));
     assert!(q.contains(",warm\n") && q.contains(",hot\n"), "{q}");
-    let latest = stdout(&strata(&data, &["latest", "coin-00002", "-n", "3", "--format", "json"]));
+    let latest = stdout(&strata(
+        &data,
+        &["latest", "coin-00002", "-n", "3", "--format", "json"],
+    ));
     let v: serde_json::Value = serde_json::from_str(&latest).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 3);
 

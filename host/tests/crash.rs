@@ -102,7 +102,14 @@ fn fixture() -> Fixture {
         strata(
             &root.join("unused"),
             &[
-                "generate", "--coins", "8", "--days", "400", "--seed", "3", "--out",
+                "generate",
+                "--coins",
+                "8",
+                "--days",
+                "400",
+                "--seed",
+                "3",
+                "--out",
                 csv.to_str().unwrap(),
             ],
             None,
@@ -123,7 +130,10 @@ fn crash_during_ingest_loses_and_duplicates_nothing() {
     let f = fixture();
     let csv = f.csv.to_str().unwrap();
     let reference = f.root.join("ref");
-    ok(strata(&reference, &["ingest", csv], None), "reference ingest");
+    ok(
+        strata(&reference, &["ingest", csv], None),
+        "reference ingest",
+    );
     let want = snapshot(&reference, &f.coins);
     assert!(want.iter().map(Answer::len).sum::<usize>() > 60_000);
 
@@ -135,7 +145,9 @@ fn crash_during_ingest_loses_and_duplicates_nothing() {
             "after-commit:1",
             "before-commit:2",
         ] {
-            let d = f.root.join(format!("ingest-{}-{at}", mode.len()).replace(':', "-"));
+            let d = f
+                .root
+                .join(format!("ingest-{}-{at}", mode.len()).replace(':', "-"));
             let mut args = vec!["ingest", csv];
             args.extend_from_slice(mode);
             let out = strata(&d, &args, Some(at));
@@ -153,7 +165,10 @@ fn crash_during_ingest_loses_and_duplicates_nothing() {
                 assert!(same(&after, &want), "{at}: completed but differs");
             }
             ok(strata(&d, &args, None), "ingest again");
-            assert!(same(&snapshot(&d, &f.coins), &want), "{at} {mode:?}: after re-ingest");
+            assert!(
+                same(&snapshot(&d, &f.coins), &want),
+                "{at} {mode:?}: after re-ingest"
+            );
             ok(strata(&d, &["verify"], None), "verify");
         }
     }
@@ -166,21 +181,32 @@ fn crash_during_tier_transitions_loses_and_duplicates_nothing() {
     let base = f.root.join("base");
     ok(strata(&base, &["ingest", csv], None), "ingest");
     let first = (START + 200 * DAY).to_string();
-    ok(strata(&base, &["tier", "--now", &first], None), "first tier run");
+    ok(
+        strata(&base, &["tier", "--now", &first], None),
+        "first tier run",
+    );
     let before = snapshot(&base, &f.coins);
     let now = (START + 400 * DAY).to_string();
     let reference = f.root.join("ref");
     copy_dir(&base, &reference);
-    ok(strata(&reference, &["tier", "--now", &now], None), "reference tier run");
+    ok(
+        strata(&reference, &["tier", "--now", &now], None),
+        "reference tier run",
+    );
     let want = snapshot(&reference, &f.coins);
     assert!(!same(&before, &want), "the second run must move something");
     assert!(
-        want.iter().flat_map(|a| a.tier.iter()).any(|t| &**t == "cold"),
+        want.iter()
+            .flat_map(|a| a.tier.iter())
+            .any(|t| &**t == "cold"),
         "the second run must reach the cold tier"
     );
 
     let mut crashed = 0;
-    for point in strata::crash::POINTS.iter().filter(|p| **p != "ingest-chunk") {
+    for point in strata::crash::POINTS
+        .iter()
+        .filter(|p| **p != "ingest-chunk")
+    {
         for n in [1, 3, 9] {
             let at = format!("{point}:{n}");
             let d = f.root.join(format!("tier-{point}-{n}"));
@@ -190,7 +216,10 @@ fn crash_during_tier_transitions_loses_and_duplicates_nothing() {
                 crashed += 1;
             }
             // Reopening cleans up, and every row is in exactly one tier.
-            ok(strata(&d, &["verify"], None), &format!("verify after crash at {at}"));
+            ok(
+                strata(&d, &["verify"], None),
+                &format!("verify after crash at {at}"),
+            );
             let mid = snapshot(&d, &f.coins);
             let rows: usize = mid.iter().map(Answer::len).sum();
             assert_eq!(stored_rows(&d), rows as u64, "{at}: a row is stored twice");

@@ -42,10 +42,34 @@ struct ModelTier {
 
 fn tiers() -> Vec<ModelTier> {
     vec![
-        ModelTier { name: "hot", keep: Some(30 * DAY), every: Every::Day, window: 0, buckets: 0 },
-        ModelTier { name: "warm", keep: Some(120 * DAY), every: Every::Day, window: 30 * DAY, buckets: 4 },
-        ModelTier { name: "cold", keep: Some(300 * DAY), every: Every::Week, window: 90 * DAY, buckets: 2 },
-        ModelTier { name: "archive", keep: None, every: Every::Month, window: 365 * DAY, buckets: 1 },
+        ModelTier {
+            name: "hot",
+            keep: Some(30 * DAY),
+            every: Every::Day,
+            window: 0,
+            buckets: 0,
+        },
+        ModelTier {
+            name: "warm",
+            keep: Some(120 * DAY),
+            every: Every::Day,
+            window: 30 * DAY,
+            buckets: 4,
+        },
+        ModelTier {
+            name: "cold",
+            keep: Some(300 * DAY),
+            every: Every::Week,
+            window: 90 * DAY,
+            buckets: 2,
+        },
+        ModelTier {
+            name: "archive",
+            keep: None,
+            every: Every::Month,
+            window: 365 * DAY,
+            buckets: 1,
+        },
     ]
 }
 
@@ -63,7 +87,10 @@ fn plan() -> Plan {
                 name: t.name.into(),
                 keep: t.keep,
                 retention: (i > 0).then(|| {
-                    (PluginRef::parse("sample"), vec![("every".into(), every.into())])
+                    (
+                        PluginRef::parse("sample"),
+                        vec![("every".into(), every.into())],
+                    )
                 }),
                 codec: (i > 0).then(|| (PluginRef::parse("jsonl-gzip"), vec![])),
                 window: t.window,
@@ -119,7 +146,11 @@ fn fnv_bucket(id: &str, buckets: u32) -> u32 {
 impl Model {
     fn ingest(&mut self, b: &Batch) {
         for r in 0..b.len() {
-            let coin = self.coins.iter().position(|c| *c == b.coins[b.coin_index[r] as usize]).unwrap() as u32;
+            let coin = self
+                .coins
+                .iter()
+                .position(|c| *c == b.coins[b.coin_index[r] as usize])
+                .unwrap() as u32;
             let row = MRow {
                 coin,
                 ts: b.ts[r],
@@ -159,7 +190,10 @@ impl Model {
             rows.sort();
             let kept = self.select(t, tiers[t].every, &rows);
             if !kept.is_empty() {
-                self.segs[t].push(MSeg { window: w, rows: kept });
+                self.segs[t].push(MSeg {
+                    window: w,
+                    rows: kept,
+                });
             }
         }
     }
@@ -171,7 +205,10 @@ impl Model {
         self.hot.retain(|_, r| r.ts >= cut);
         let mut by_window: BTreeMap<i64, Vec<MRow>> = BTreeMap::new();
         for r in moving {
-            by_window.entry(r.ts.div_euclid(tiers[1].window)).or_default().push(r);
+            by_window
+                .entry(r.ts.div_euclid(tiers[1].window))
+                .or_default()
+                .push(r);
         }
         for (_, rows) in by_window {
             self.place(1, tiers, rows);
@@ -180,8 +217,9 @@ impl Model {
         for t in 1..tiers.len() - 1 {
             let cut = now - tiers[t].keep.unwrap();
             let segs = std::mem::take(&mut self.segs[t]);
-            let (old, young): (Vec<MSeg>, Vec<MSeg>) =
-                segs.into_iter().partition(|s| s.rows.iter().map(|r| r.ts).max().unwrap() < cut);
+            let (old, young): (Vec<MSeg>, Vec<MSeg>) = segs
+                .into_iter()
+                .partition(|s| s.rows.iter().map(|r| r.ts).max().unwrap() < cut);
             self.segs[t] = young;
             let mut groups: BTreeMap<i64, Vec<MRow>> = BTreeMap::new();
             for s in old {
@@ -195,11 +233,20 @@ impl Model {
 
     /// Every row of coin `c` with the tier holding it, by time.
     fn answer(&self, tiers: &[ModelTier], c: u32) -> Vec<(MRow, &'static str)> {
-        let mut v: Vec<(MRow, &'static str)> =
-            self.hot.values().filter(|r| r.coin == c).map(|r| (*r, "hot")).collect();
-        for t in 1..tiers.len() {
-            for s in &self.segs[t] {
-                v.extend(s.rows.iter().filter(|r| r.coin == c).map(|r| (*r, tiers[t].name)));
+        let mut v: Vec<(MRow, &'static str)> = self
+            .hot
+            .values()
+            .filter(|r| r.coin == c)
+            .map(|r| (*r, "hot"))
+            .collect();
+        for (tier, segs) in tiers.iter().zip(&self.segs).skip(1) {
+            for s in segs {
+                v.extend(
+                    s.rows
+                        .iter()
+                        .filter(|r| r.coin == c)
+                        .map(|r| (*r, tier.name)),
+                );
             }
         }
         v.sort_by_key(|(r, _)| r.ts);
@@ -233,12 +280,19 @@ fn check(store: &Store, model: &Model, tiers: &[ModelTier], when: &str) {
         if let Some(mid) = want.get(want.len() / 2) {
             let from = mid.0.ts - 40 * DAY;
             let part = store.query(coin, from, mid.0.ts).unwrap();
-            let n = want.iter().filter(|(r, _)| r.ts >= from && r.ts <= mid.0.ts).count();
+            let n = want
+                .iter()
+                .filter(|(r, _)| r.ts >= from && r.ts <= mid.0.ts)
+                .count();
             assert_eq!(part.len(), n, "{when}: coin {coin}: range query");
         }
         let latest = store.latest(coin, 10).unwrap();
         let tail = &want[want.len().saturating_sub(10)..];
-        assert_eq!(latest.rows.ts, tail.iter().map(|(r, _)| r.ts).collect::<Vec<_>>(), "{when}: {coin} latest");
+        assert_eq!(
+            latest.rows.ts,
+            tail.iter().map(|(r, _)| r.ts).collect::<Vec<_>>(),
+            "{when}: {coin} latest"
+        );
     }
     let stats = store.stats().unwrap();
     for s in &stats {
@@ -254,7 +308,10 @@ fn check(store: &Store, model: &Model, tiers: &[ModelTier], when: &str) {
 }
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[test]
@@ -279,7 +336,12 @@ fn ingest_tier_query_against_model() {
 
     // Tier runs at these days; data up to each is ingested first: in bulk (one batch per
     // 10 days), except the last two days before each run, ingested hour by hour.
-    let runs = [days as i64 / 4, days as i64 * 5 / 8, days as i64, days as i64];
+    let runs = [
+        days as i64 / 4,
+        days as i64 * 5 / 8,
+        days as i64,
+        days as i64,
+    ];
     let mut ingested_to = 0i64; // hours
     for (k, &run_day) in runs.iter().enumerate() {
         let end = run_day * 24;
@@ -326,15 +388,26 @@ fn ingest_tier_query_against_model() {
         model.run(&tiers, now);
         if k == runs.len() - 1 {
             // The same `now` again: nothing left to move.
-            assert!(reports.is_empty() || reports.iter().all(|r| r.rows_read == 0), "{reports:?}");
+            assert!(
+                reports.is_empty() || reports.iter().all(|r| r.rows_read == 0),
+                "{reports:?}"
+            );
         } else {
-            assert_eq!(dry.iter().map(|r| r.rows_kept).sum::<u64>() > 0, reports.iter().map(|r| r.rows_kept).sum::<u64>() > 0);
+            assert_eq!(
+                dry.iter().map(|r| r.rows_kept).sum::<u64>() > 0,
+                reports.iter().map(|r| r.rows_kept).sum::<u64>() > 0
+            );
         }
-        check(&store, &model, &tiers, &format!("after tier run {k} at day {run_day}"));
+        check(
+            &store,
+            &model,
+            &tiers,
+            &format!("after tier run {k} at day {run_day}"),
+        );
     }
     // Every colder tier ended up holding something, so the test exercised each transition.
-    for t in 1..tiers.len() {
-        assert!(!model.segs[t].is_empty(), "tier {} is empty in the model", tiers[t].name);
+    for (tier, segs) in tiers.iter().zip(&model.segs).skip(1) {
+        assert!(!segs.is_empty(), "tier {} is empty in the model", tier.name);
     }
     // Reopening (startup recovery) changes nothing.
     drop(store);
