@@ -108,7 +108,10 @@ mod each_builtin {
         let text = String::from_utf8(encoded("jsonl", &[])).unwrap();
         let data = conformance::real_extract();
         assert_eq!(text.lines().count(), data.len());
-        assert!(text.lines().all(|l| l.starts_with("{\"coin\":") && l.ends_with('}')));
+        assert!(
+            text.lines()
+                .all(|l| l.starts_with("{\"coin\":") && l.ends_with('}'))
+        );
     }
 
     #[test]
@@ -116,7 +119,12 @@ mod each_builtin {
         wasm_and_native_agree("jsonl-brotli", &opts(&[("quality", "9")]));
         let q1 = encoded("jsonl-brotli", &opts(&[("quality", "1")]));
         let q9 = encoded("jsonl-brotli", &opts(&[("quality", "9")]));
-        assert!(q9.len() < q1.len(), "quality 9 ({}) should beat quality 1 ({})", q9.len(), q1.len());
+        assert!(
+            q9.len() < q1.len(),
+            "quality 9 ({}) should beat quality 1 ({})",
+            q9.len(),
+            q1.len()
+        );
         let err = runtime()
             .codec(&PluginRef::parse("jsonl-brotli"))
             .unwrap()
@@ -128,14 +136,22 @@ mod each_builtin {
     #[test]
     fn msgpack_gzip() {
         wasm_and_native_agree("msgpack-gzip", &[]);
-        assert_eq!(&encoded("msgpack-gzip", &[])[..2], &[0x1f, 0x8b], "gzip magic");
+        assert_eq!(
+            &encoded("msgpack-gzip", &[])[..2],
+            &[0x1f, 0x8b],
+            "gzip magic"
+        );
     }
 
     #[test]
     fn protobuf() {
         wasm_and_native_agree("protobuf", &[]);
         // The shipped schema is in the repository beside the plugin.
-        let proto = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/protobuf/strata.proto")).unwrap();
+        let proto = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../plugins/protobuf/strata.proto"
+        ))
+        .unwrap();
         assert!(proto.contains("syntax = \"proto3\""));
     }
 

@@ -12,13 +12,31 @@
 //! - [`plan`]: storage and cost per tier per year for a policy (`strata plan`).
 //! - [`source`]: the ways data gets in — file readers (canonical CSV/JSONL, CoinGecko, CMC,
 //!   mapped CSVs) and the Coinpaprika client and collector.
+//! - [`store`]: the data directory (SQLite hot tier, segment catalog, startup recovery), with
+//!   [`hot`] (ingest and the hot tier's layout), [`segment`] and [`catalog`] (segment files and
+//!   their index), [`tiering`] (tier transitions) and [`query`] (cross-tier reads) adding to
+//!   [`Store`](store::Store).
+//! - [`generate`]: the synthetic market generator; [`crash`]: fault injection for crash tests.
 //!
 //! The batch type every layer shares is the SDK's [`Batch`](strata_plugin_sdk::Batch).
 
+pub mod bench;
+pub mod catalog;
 pub mod compare;
+pub mod crash;
+pub mod generate;
+pub mod hot;
+pub mod ingest;
 pub mod plan;
 pub mod plugin;
 pub mod policy;
+pub mod query;
+pub mod segment;
 pub mod source;
+pub mod store;
+pub mod tiering;
+pub mod verify;
+
+pub use store::{CoinMeta, Store};
 
 pub use strata_plugin_sdk as sdk;

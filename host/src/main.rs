@@ -37,6 +37,16 @@ struct Global {
     /// Log level filter (e.g. `info`, `strata=debug`); also read from RUST_LOG.
     #[arg(long, global = true, value_name = "FILTER")]
     log: Option<String>,
+    /// Data directory (default: $STRATA_DATA, else ./strata-data).
+    #[arg(long, global = true, value_name = "DIR")]
+    data: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum OutFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -119,6 +129,109 @@ enum Command {
         /// Rejected rows to print.
         #[arg(long, default_value_t = 10, value_name = "N")]
         show_errors: usize,
+    },
+    /// Ingest files (canonical CSV or JSONL, or the CoinGecko CSV; gzip is detected).
+    Ingest {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Report invalid rows and load the rest (default: strict, nothing is applied if any
+        /// row is invalid).
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+    /// Write synthetic market data (canonical CSV, or JSONL when FILE ends in .jsonl).
+    Generate {
+        #[arg(long, default_value_t = 100)]
+        coins: usize,
+        #[arg(long, default_value_t = 30)]
+        days: usize,
+        /// Step between observations: Nh or Nm (e.g. 1h).
+        #[arg(long, default_value = "1h")]
+        interval: String,
+        /// First timestamp (RFC 3339, a date, or ms).
+        #[arg(long, default_value = "2024-01-01")]
+        start: String,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Collect Coinpaprika tickers (every coin, one request), ingest them, then run any tier
+    /// transitions that are due.
+    Collect {
+        /// API base URL.
+        #[arg(long, default_value = strata::source::coinpaprika::DEFAULT_BASE_URL, value_name = "BASE")]
+        url: String,
+        /// Poll once and exit (the default).
+        #[arg(long, conflicts_with = "every")]
+        once: bool,
+        /// Poll forever at this interval, e.g. `1h`.
+        #[arg(long, value_name = "DURATION")]
+        every: Option<humantime::Duration>,
+        /// Instead of tickers, backfill one coin from /v1/tickers/{COIN}/historical.
+        #[arg(long, value_name = "COIN", requires = "from")]
+        backfill: Option<String>,
+        /// Backfill start (RFC 3339, a date, or ms).
+        #[arg(long)]
+        from: Option<String>,
+        /// Backfill end (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// Backfill interval as the API names it (`5m`, `1h`, `1d`, ...).
+        #[arg(long, default_value = "1h")]
+        interval: String,
+        /// Policy for the tier transitions (default: the built-in default policy).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
+    /// Move everything that has aged past its tier into the next tier.
+    Tier {
+        /// Policy file (default: the built-in default policy, policies/default.toml).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// The time to age against (RFC 3339, a date, or ms; default: now).
+        #[arg(long)]
+        now: Option<String>,
+        /// Show what would move, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// One coin's rows from every tier, oldest first.
+    Query {
+        coin: String,
+        #[arg(long)]
+        from: Option<String>,
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value_t = OutFormat::Table)]
+        format: OutFormat,
+    },
+    /// A coin's newest rows.
+    Latest {
+        coin: String,
+        #[arg(short = 'n', default_value_t = 10)]
+        n: usize,
+        #[arg(long, value_enum, default_value_t = OutFormat::Table)]
+        format: OutFormat,
+    },
+    /// Rows, segments, bytes and time range per tier.
+    Stats,
+    /// Check checksums, the catalog against the files, and decode every segment.
+    Verify,
+    /// Measure the engine's figures against their targets (use a release build).
+    Bench {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// A smaller scale (seconds instead of minutes).
+        #[arg(long)]
+        quick: bool,
+        /// Also time importing this CoinGecko CSV (coin_id,timestamp,price,volume,market_cap).
+        #[arg(long, value_name = "FILE")]
+        coingecko: Option<PathBuf>,
+        /// Build the benchmark stores under this directory (default: the system temp dir).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
     },
 }
 
@@ -393,6 +506,260 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Ingest {
+            files,
+            skip_invalid,
+        } => {
+            let mut store = open_store(&cli.global)?;
+            let mode = if skip_invalid {
+                strata::ingest::Mode::SkipInvalid
+            } else {
+                strata::ingest::Mode::Strict
+            };
+            let t = std::time::Instant::now();
+            let rep = store.ingest_files(&files, mode)?;
+            for e in &rep.errors {
+                eprintln!("skipped {e}");
+            }
+            println!(
+                "ingested {} rows in {:.2} s ({} invalid rows skipped)",
+                rep.rows,
+                t.elapsed().as_secs_f64(),
+                rep.errors.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Generate {
+            coins,
+            days,
+            interval,
+            start,
+            seed,
+            out,
+        } => {
+            let step = match interval.strip_suffix('h') {
+                Some(h) => h.parse::<i64>().ok().map(|h| h * 3_600_000),
+                None => interval
+                    .strip_suffix('m')
+                    .and_then(|m| m.parse::<i64>().ok())
+                    .map(|m| m * 60_000),
+            }
+            .filter(|&s| s > 0)
+            .with_context(|| format!("--interval `{interval}`: expected Nh or Nm, e.g. 1h"))?;
+            let cfg = strata::generate::GenConfig {
+                coins,
+                start: parse_time(&start).context("--start")?,
+                steps: (days as i64 * 86_400_000 / step) as usize,
+                interval: step,
+                seed,
+            };
+            let batch = strata::generate::Generator::new(cfg).all();
+            let f = std::fs::File::create(&out)
+                .with_context(|| format!("creating {}", out.display()))?;
+            let mut w = std::io::BufWriter::new(f);
+            if out.extension().is_some_and(|e| e == "jsonl") {
+                use std::io::Write;
+                let mut buf = Vec::new();
+                strata::sdk::jsonl::write(&batch, &mut buf);
+                w.write_all(&buf)?;
+            } else {
+                strata::generate::write_csv(&batch, &mut w)?;
+            }
+            std::io::Write::flush(&mut w)?;
+            println!("wrote {} rows to {}", batch.len(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Collect {
+            url,
+            once: _,
+            every,
+            backfill,
+            from,
+            to,
+            interval,
+            policy,
+        } => {
+            let mut store = open_store(&cli.global)?;
+            let rt = runtime(&cli.global)?;
+            let policy = match policy {
+                Some(p) => strata::policy::load(&p)?,
+                None => strata::policy::default_policy(),
+            };
+            policy.check(&rt)?;
+            let plan =
+                strata::tiering::Plan::load(&rt, &strata::tiering::tiers_from_policy(&policy))?;
+            let client = strata::source::coinpaprika::Client::new(&url, Default::default())?;
+            let mut sink = |chunk: strata::source::Chunk| -> Result<()> {
+                let rep = store.ingest_chunks(
+                    std::iter::once(Ok(chunk.into())),
+                    strata::ingest::Mode::SkipInvalid,
+                )?;
+                for e in &rep.errors {
+                    eprintln!("skipped {e}");
+                }
+                let moved = store.tier(&plan, chrono::Utc::now().timestamp_millis(), false)?;
+                let kept: u64 = moved.iter().map(|r| r.rows_kept).sum();
+                println!(
+                    "ingested {} rows ({} skipped); {} rows moved to colder tiers",
+                    rep.rows,
+                    rep.errors.len(),
+                    kept
+                );
+                Ok(())
+            };
+            match backfill {
+                Some(coin) => {
+                    let from = parse_time(from.as_deref().unwrap_or_default()).context("--from")?;
+                    let to = match to {
+                        Some(t) => parse_time(&t).context("--to")?,
+                        None => chrono::Utc::now().timestamp_millis(),
+                    };
+                    let chunk = client.fetch_historical(&coin, from, to, &interval)?;
+                    sink(chunk)?;
+                }
+                None => {
+                    strata::source::coinpaprika::collect(&client, every.map(Into::into), &mut sink)?
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tier {
+            policy,
+            now,
+            dry_run,
+        } => {
+            let mut store = open_store(&cli.global)?;
+            let rt = runtime(&cli.global)?;
+            let policy = match policy {
+                Some(p) => strata::policy::load(&p)?,
+                None => strata::policy::default_policy(),
+            };
+            policy.check(&rt)?;
+            let plan =
+                strata::tiering::Plan::load(&rt, &strata::tiering::tiers_from_policy(&policy))?;
+            let now = match now {
+                Some(n) => parse_time(&n).context("--now")?,
+                None => chrono::Utc::now().timestamp_millis(),
+            };
+            let reports = store.tier(&plan, now, dry_run)?;
+            for r in reports {
+                println!(
+                    "{} -> {}: rows older than {} : {} read, {} kept, {} segments written ({} bytes), {} removed{}",
+                    r.from,
+                    r.to,
+                    format_time(r.cut),
+                    r.rows_read,
+                    r.rows_kept,
+                    r.segments_written,
+                    r.bytes_written,
+                    r.segments_removed,
+                    if dry_run { " (dry run)" } else { "" }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Query {
+            coin,
+            from,
+            to,
+            format,
+        } => {
+            let store = open_store(&cli.global)?;
+            let from = from
+                .as_deref()
+                .map(parse_time)
+                .transpose()?
+                .unwrap_or(i64::MIN);
+            let to = to
+                .as_deref()
+                .map(parse_time)
+                .transpose()?
+                .unwrap_or(i64::MAX);
+            print_answer(&store.query(&coin, from, to)?, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Latest { coin, n, format } => {
+            let store = open_store(&cli.global)?;
+            print_answer(&store.latest(&coin, n)?, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stats => {
+            let store = open_store(&cli.global)?;
+            println!(
+                "{:<10} {:>12} {:>9} {:>14} {:>9} {:<20} {:<20} CODEC",
+                "TIER", "ROWS", "SEGMENTS", "BYTES", "B/REC", "OLDEST", "NEWEST"
+            );
+            for t in store.stats()? {
+                println!(
+                    "{:<10} {:>12} {:>9} {:>14} {:>9} {:<20} {:<20} {}",
+                    t.tier,
+                    t.rows,
+                    t.segments,
+                    t.bytes,
+                    t.bytes_per_record()
+                        .map(|b| format!("{b:.1}"))
+                        .unwrap_or_default(),
+                    t.oldest.map(format_time).unwrap_or_default(),
+                    t.newest.map(format_time).unwrap_or_default(),
+                    t.codecs.join(",")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench {
+            json,
+            quick,
+            coingecko,
+            dir,
+        } => {
+            let mut cfg = if quick {
+                strata::bench::BenchConfig::quick()
+            } else {
+                strata::bench::BenchConfig::full()
+            };
+            cfg.coingecko = coingecko;
+            cfg.dir = dir;
+            let rt = runtime(&cli.global)?;
+            let figures = strata::bench::run(&cfg, &rt, &mut |m| eprintln!("bench: {m}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&figures)?);
+            } else {
+                for f in &figures {
+                    println!(
+                        "{:<70} {:>14.3} {:<6} target {} {} {:<6} prototype {:<12} {}",
+                        f.name,
+                        f.value,
+                        f.unit,
+                        if f.higher_is_better { ">=" } else { "<=" },
+                        f.target,
+                        if f.meets_target() { "MET" } else { "MISSED" },
+                        f.prototype
+                            .map(|p| p.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        f.scale
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify => {
+            let store = open_store(&cli.global)?;
+            let rep = store.verify()?;
+            for f in &rep.faults {
+                println!("FAULT {f}");
+            }
+            println!(
+                "checked {} segments, {} rows: {} faults",
+                rep.segments,
+                rep.rows,
+                rep.faults.len()
+            );
+            Ok(if rep.faults.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
     }
 }
 
@@ -457,6 +824,128 @@ fn parse_file(file: &std::path::Path, args: &SourceArgs, show_errors: usize) -> 
         (rows + errors) as f64 / secs.max(1e-9) / 1e6
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn data_dir(g: &Global) -> PathBuf {
+    g.data
+        .clone()
+        .or_else(|| std::env::var_os("STRATA_DATA").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(strata::store::DEFAULT_DATA_DIR))
+}
+
+fn open_store(g: &Global) -> Result<strata::Store> {
+    let store = strata::Store::open(data_dir(g))?;
+    store.set_runtime(runtime(g)?);
+    Ok(store)
+}
+
+/// Milliseconds from `ms`, RFC 3339 or `YYYY-MM-DD` (UTC).
+fn parse_time(s: &str) -> Result<i64> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc()
+            .timestamp_millis());
+    }
+    bail!("`{s}` is not a time (use ms since 1970, RFC 3339 or YYYY-MM-DD)")
+}
+
+fn format_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn print_answer(a: &strata::query::Answer, format: OutFormat) -> Result<()> {
+    use std::io::Write;
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    let coin = a.rows.coins.first().map(String::as_str).unwrap_or("");
+    let num = |v: f64| {
+        if v.is_nan() {
+            String::new()
+        } else {
+            format!("{v:?}")
+        }
+    };
+    match format {
+        OutFormat::Table => {
+            writeln!(
+                out,
+                "{:<20} {:<8} {:>18} {:>20} {:>20} {:>20} {:>6}",
+                "TIME", "TIER", "PRICE", "MARKET_CAP", "VOLUME", "SUPPLY", "RANK"
+            )?;
+            for (r, tier) in a.rows.rows().zip(&a.tier) {
+                writeln!(
+                    out,
+                    "{:<20} {:<8} {:>18} {:>20} {:>20} {:>20} {:>6}",
+                    format_time(r.ts),
+                    tier,
+                    num(r.price),
+                    num(r.market_cap),
+                    num(r.volume),
+                    num(r.supply),
+                    if r.rank == 0 {
+                        String::new()
+                    } else {
+                        r.rank.to_string()
+                    }
+                )?;
+            }
+        }
+        OutFormat::Csv => {
+            writeln!(out, "coin,ts,price,market_cap,volume,supply,rank,tier")?;
+            for (r, tier) in a.rows.rows().zip(&a.tier) {
+                writeln!(
+                    out,
+                    "{coin},{},{},{},{},{},{},{tier}",
+                    r.ts,
+                    num(r.price),
+                    num(r.market_cap),
+                    num(r.volume),
+                    num(r.supply),
+                    if r.rank == 0 {
+                        String::new()
+                    } else {
+                        r.rank.to_string()
+                    }
+                )?;
+            }
+        }
+        OutFormat::Json => {
+            let f = |v: f64| {
+                if v.is_finite() {
+                    serde_json::json!(v)
+                } else if v.is_nan() {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::json!(if v > 0.0 { "Infinity" } else { "-Infinity" })
+                }
+            };
+            let rows: Vec<serde_json::Value> = a
+                .rows
+                .rows()
+                .zip(&a.tier)
+                .map(|(r, tier)| {
+                    serde_json::json!({
+                        "coin": coin, "ts": r.ts, "price": f(r.price), "market_cap": f(r.market_cap),
+                        "volume": f(r.volume), "supply": f(r.supply), "rank": r.rank, "tier": &**tier,
+                    })
+                })
+                .collect();
+            serde_json::to_writer_pretty(&mut out, &rows)?;
+            writeln!(out)?;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 fn parse_options(raw: &[String]) -> Result<Vec<(String, String)>> {

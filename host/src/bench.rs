@@ -1,0 +1,296 @@
+//! `strata bench`: the engine's figures at a stated scale, each beside its target and the
+//! original prototype's figure. Data comes from the synthetic generator (and, for the import
+//! figure, the CoinGecko CSV when its path is given). Run it from a release build; the figures
+//! of a debug build mean nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use serde::Serialize;
+use strata_plugin_sdk::Batch;
+
+use crate::generate::{GenConfig, Generator, append_same_dict};
+use crate::ingest::Mode;
+use crate::plugin::Runtime;
+use crate::store::{Store, StoreOptions};
+use crate::tiering::{Plan, default_tiers};
+
+/// Benchmark settings.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    /// Coins in an hourly batch (13,532 in the issue).
+    pub hourly_coins: usize,
+    /// Days of hourly history already in the hot tier when batches arrive (30).
+    pub hot_days: usize,
+    /// Hourly batches to time.
+    pub batches: usize,
+    /// Coins × days of hourly history for the cross-tier figures (5 years).
+    pub history_coins: usize,
+    pub history_days: usize,
+    /// The CoinGecko CSV for the import figure, if available.
+    pub coingecko: Option<PathBuf>,
+    /// Where to build the stores (a temporary directory by default).
+    pub dir: Option<PathBuf>,
+}
+
+impl BenchConfig {
+    pub fn full() -> BenchConfig {
+        BenchConfig {
+            hourly_coins: 13_532,
+            hot_days: 30,
+            batches: 48,
+            history_coins: 100,
+            history_days: 5 * 365,
+            coingecko: None,
+            dir: None,
+        }
+    }
+
+    pub fn quick() -> BenchConfig {
+        BenchConfig {
+            hourly_coins: 2_000,
+            hot_days: 7,
+            batches: 12,
+            history_coins: 20,
+            history_days: 2 * 365,
+            coingecko: None,
+            dir: None,
+        }
+    }
+}
+
+/// One figure.
+#[derive(Clone, Debug, Serialize)]
+pub struct Figure {
+    pub name: String,
+    pub value: f64,
+    pub unit: String,
+    /// The target, in `unit`.
+    pub target: f64,
+    /// Whether more is better (`rec/s`) or less (`ms`, `µs`).
+    pub higher_is_better: bool,
+    /// The prototype's figure in `unit`, when known.
+    pub prototype: Option<f64>,
+    /// What was measured, at what scale.
+    pub scale: String,
+}
+
+impl Figure {
+    pub fn meets_target(&self) -> bool {
+        if self.higher_is_better {
+            self.value >= self.target
+        } else {
+            self.value <= self.target
+        }
+    }
+}
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort_unstable();
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn hourly_history(coins: usize, days: usize, seed: u64) -> (Batch, Generator) {
+    let mut g = Generator::new(GenConfig::hourly(coins, days + 30, seed));
+    let mut all = Batch::with_capacity(coins * days * 24);
+    all.coins = g.coin_meta().into_iter().map(|m| m.id).collect();
+    for _ in 0..days * 24 {
+        let b = g.next_batch().expect("enough steps");
+        append_same_dict(&mut all, &b);
+    }
+    (all, g)
+}
+
+/// Runs every figure; `progress` gets a line per step.
+pub fn run(cfg: &BenchConfig, rt: &Runtime, progress: &mut dyn FnMut(&str)) -> Result<Vec<Figure>> {
+    let tmp = match &cfg.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            tempfile_in(d)?
+        }
+        None => tempfile_in(&std::env::temp_dir())?,
+    };
+    let root = tmp.path();
+    let mut figures = Vec::new();
+
+    // 1. Bulk import of sorted history.
+    progress(&format!(
+        "generating {} days of hourly history for {} coins",
+        cfg.hot_days, cfg.hourly_coins
+    ));
+    let (history, mut generator) = hourly_history(cfg.hourly_coins, cfg.hot_days, 1);
+    let sorted = history.sorted();
+    let mut store = Store::open_with(root.join("hot"), StoreOptions::default())?;
+    progress(&format!("importing {} rows", sorted.len()));
+    let t = Instant::now();
+    store.ingest(&sorted, &[])?;
+    let secs = t.elapsed().as_secs_f64();
+    figures.push(Figure {
+        name: "bulk import of sorted history (library, one batch)".into(),
+        value: sorted.len() as f64 / secs,
+        unit: "rec/s".into(),
+        target: 1.5e6,
+        higher_is_better: true,
+        prototype: Some(157_648.0),
+        scale: format!(
+            "{} rows ({} coins x {} days hourly), synthetic, durable at commit",
+            sorted.len(),
+            cfg.hourly_coins,
+            cfg.hot_days
+        ),
+    });
+    drop(sorted);
+    if let Some(csv) = &cfg.coingecko {
+        progress(&format!("importing {}", csv.display()));
+        let mut s = Store::open(root.join("coingecko"))?;
+        let t = Instant::now();
+        let rep = s.ingest_files(std::slice::from_ref(csv), Mode::SkipInvalid)?;
+        let secs = t.elapsed().as_secs_f64();
+        figures.push(Figure {
+            name: "bulk import of the CoinGecko CSV (parse + insert)".into(),
+            value: rep.rows as f64 / secs,
+            unit: "rec/s".into(),
+            target: 1.5e6,
+            higher_is_better: true,
+            prototype: Some(157_648.0),
+            scale: format!("{} rows from {}", rep.rows, csv.display()),
+        });
+    }
+
+    // 2. Hourly batches into a hot tier holding `hot_days` days.
+    progress(&format!("timing {} hourly batches", cfg.batches));
+    let mut times = Vec::new();
+    let mut merges = 0;
+    for _ in 0..cfg.batches {
+        let b = generator.next_batch().expect("enough steps");
+        let t = Instant::now();
+        let st = store.ingest(&b, &[])?;
+        times.push(t.elapsed());
+        merges += usize::from(st.merged);
+    }
+    let max = *times.iter().max().expect("at least one batch");
+    let p50 = pct(&mut times, 0.5);
+    let scale = format!(
+        "{} coins per batch into {} rows ({} days hourly), synchronous=FULL; max {:.1} ms ({} merges of hot_recent)",
+        cfg.hourly_coins,
+        history.len(),
+        cfg.hot_days,
+        max.as_secs_f64() * 1e3,
+        merges
+    );
+    figures.push(Figure {
+        name: "one hourly batch, durable at commit (p50)".into(),
+        value: p50.as_secs_f64() * 1e3,
+        unit: "ms".into(),
+        target: 50.0,
+        higher_is_better: false,
+        prototype: None,
+        scale,
+    });
+
+    // 3. Latest 10 rows of a coin.
+    let coins: Vec<String> = history.coins.clone();
+    let mut times = Vec::with_capacity(20_000);
+    for i in 0..20_000usize {
+        let coin = &coins[(i * 7919) % coins.len()];
+        let t = Instant::now();
+        let a = store.latest(coin, 10)?;
+        times.push(t.elapsed());
+        std::hint::black_box(a);
+    }
+    figures.push(Figure {
+        name: "latest 10 rows of a coin, library API (p50)".into(),
+        value: pct(&mut times, 0.5).as_secs_f64() * 1e6,
+        unit: "µs".into(),
+        target: 5.0,
+        higher_is_better: false,
+        prototype: Some(10.0),
+        scale: format!(
+            "20,000 calls over {} coins, hot tier of {} rows",
+            coins.len(),
+            history.len()
+        ),
+    });
+    drop(store);
+    drop(history);
+
+    // 4 and 5. Tier transition and a 5-year cross-tier range.
+    progress(&format!(
+        "building {} days of hourly history for {} coins",
+        cfg.history_days, cfg.history_coins
+    ));
+    let (long, _) = hourly_history(cfg.history_coins, cfg.history_days, 2);
+    let start = long.ts.iter().copied().min().unwrap_or(0);
+    let end = long.ts.iter().copied().max().unwrap_or(0);
+    let mut store = Store::open(root.join("tiers"))?;
+    store.set_runtime(rt.clone());
+    store.ingest(&long.sorted(), &[])?;
+    let plan = Plan::load(rt, &default_tiers())?;
+    progress("tier transition");
+    let t = Instant::now();
+    let reports = store.tier(&plan, end + 3_600_000, false)?;
+    let secs = t.elapsed().as_secs_f64();
+    let moved = reports.first().map_or(0, |r| r.rows_read);
+    figures.push(Figure {
+        name: "tier transition through a wasm codec (hot -> warm -> cold -> archive)".into(),
+        value: moved as f64 / secs,
+        unit: "rec/s".into(),
+        target: 3e6,
+        higher_is_better: true,
+        prototype: Some(4_280.0),
+        scale: format!(
+            "{moved} hot rows ({} coins x {} days) through sample + jsonl-gzip, all transitions in {:.2} s",
+            cfg.history_coins, cfg.history_days, secs
+        ),
+    });
+    let mut times = Vec::new();
+    for i in 0..50usize {
+        let coin = &long.coins[(i * 31) % long.coins.len()];
+        let t = Instant::now();
+        let a = store.query(coin, start, end)?;
+        times.push(t.elapsed());
+        std::hint::black_box(a);
+    }
+    figures.push(Figure {
+        name: "one coin's full range across tiers (p50)".into(),
+        value: pct(&mut times, 0.5).as_secs_f64() * 1e3,
+        unit: "ms".into(),
+        target: 5.0,
+        higher_is_better: false,
+        prototype: None,
+        scale: format!(
+            "{} days, {} coins, tiers {} ",
+            cfg.history_days,
+            cfg.history_coins,
+            store
+                .stats()?
+                .iter()
+                .map(|t| format!("{}={} rows/{} segs", t.tier, t.rows, t.segments))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    });
+    Ok(figures)
+}
+
+fn tempfile_in(dir: &Path) -> Result<TempDir> {
+    let p = dir.join(format!("strata-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&p)?;
+    Ok(TempDir(p))
+}
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

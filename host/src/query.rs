@@ -1,0 +1,163 @@
+//! Queries across tiers: one coin's rows in a time range, or its latest rows, wherever they
+//! live. The hot tier is read from SQLite; segments are found through the catalog's per-coin
+//! index (a segment that cannot hold the coin is never opened) and decoded with the coin filter
+//! pushed down to the codec. Rows come back sorted by time, each tagged with its tier. Should
+//! the same timestamp be in two tiers (rows re-ingested after their originals moved on), the
+//! hottest copy wins.
+
+use std::rc::Rc;
+
+use anyhow::{Context, Result};
+use strata_plugin_sdk::Batch;
+
+use crate::store::Store;
+
+/// One coin's rows, oldest first, with the tier each came from.
+#[derive(Clone, Debug, Default)]
+pub struct Answer {
+    /// A batch whose dictionary is just the coin.
+    pub rows: Batch,
+    /// Per row: the tier that holds it.
+    pub tier: Vec<Rc<str>>,
+}
+
+impl Answer {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+fn single(coin: &str) -> Batch {
+    let mut b = Batch::default();
+    b.coins.push(coin.to_string());
+    b
+}
+
+impl Store {
+    fn known(&self, coin: &str) -> Result<i64> {
+        self.coin_id(coin)
+            .with_context(|| format!("unknown coin `{coin}` (no row of it was ever ingested)"))
+    }
+
+    /// Rows of `coin` with `from <= ts <= to`, from every tier.
+    pub fn query(&self, coin: &str, from: i64, to: i64) -> Result<Answer> {
+        let id = self.known(coin)?;
+        let hot: Rc<str> = Rc::from("hot");
+        let mut parts: Vec<(Batch, Rc<str>)> = Vec::new();
+        let mut h = single(coin);
+        self.hot_read(id, from, to, false, None, &mut h)?;
+        parts.push((h, hot));
+        let filter = [coin.to_string()];
+        for s in self.segments_for_coin(id, from, to)? {
+            let b = self.read_segment(&s, Some(&filter))?;
+            parts.push((only(&b, coin, from, to), Rc::from(s.tier.as_str())));
+        }
+        Ok(merge(coin, parts, None))
+    }
+
+    /// The newest `n` rows of `coin`, oldest first.
+    pub fn latest(&self, coin: &str, n: usize) -> Result<Answer> {
+        let id = self.known(coin)?;
+        let mut h = single(coin);
+        self.hot_read(id, i64::MIN, i64::MAX, true, Some(n), &mut h)?;
+        if h.len() == n {
+            h.reverse_rows();
+            let tier = vec![Rc::<str>::from("hot"); n];
+            return Ok(Answer { rows: h, tier });
+        }
+        let mut parts = vec![(h, Rc::<str>::from("hot"))];
+        let filter = [coin.to_string()];
+        let mut have: Vec<i64> = parts[0].0.ts.clone();
+        for s in self.segments_for_coin(id, i64::MIN, i64::MAX)? {
+            // Segments come newest first by max_ts: stop once n rows are newer than this one.
+            have.sort_unstable_by(|a, b| b.cmp(a));
+            if have.len() >= n && have[n - 1] > s.max_ts {
+                break;
+            }
+            let b = only(
+                &self.read_segment(&s, Some(&filter))?,
+                coin,
+                i64::MIN,
+                i64::MAX,
+            );
+            have.extend_from_slice(&b.ts);
+            parts.push((b, Rc::from(s.tier.as_str())));
+        }
+        Ok(merge(coin, parts, Some(n)))
+    }
+}
+
+/// The rows of `coin` in `[from, to]`, in a one-coin batch.
+fn only(b: &Batch, coin: &str, from: i64, to: i64) -> Batch {
+    let mut out = single(coin);
+    let Some(c) = b.coins.iter().position(|x| x == coin) else {
+        return out;
+    };
+    for r in 0..b.len() {
+        if b.coin_index[r] as usize == c && b.ts[r] >= from && b.ts[r] <= to {
+            out.push(
+                0,
+                b.ts[r],
+                b.price[r],
+                b.market_cap[r],
+                b.volume[r],
+                b.supply[r],
+                b.rank[r],
+            );
+        }
+    }
+    out
+}
+
+/// Sorts the parts' rows by time; on equal time the earlier part (hotter) wins. With `last`,
+/// only the newest `last` rows are kept.
+fn merge(coin: &str, parts: Vec<(Batch, Rc<str>)>, last: Option<usize>) -> Answer {
+    let mut idx: Vec<(i64, usize, usize)> = Vec::new();
+    for (p, (b, _)) in parts.iter().enumerate() {
+        idx.extend((0..b.len()).map(|r| (b.ts[r], p, r)));
+    }
+    idx.sort_unstable();
+    idx.dedup_by_key(|x| x.0);
+    if let Some(n) = last {
+        let skip = idx.len().saturating_sub(n);
+        idx.drain(..skip);
+    }
+    let mut out = Answer {
+        rows: single(coin),
+        tier: Vec::with_capacity(idx.len()),
+    };
+    for (_, p, r) in idx {
+        let b = &parts[p].0;
+        out.rows.push(
+            0,
+            b.ts[r],
+            b.price[r],
+            b.market_cap[r],
+            b.volume[r],
+            b.supply[r],
+            b.rank[r],
+        );
+        out.tier.push(parts[p].1.clone());
+    }
+    out
+}
+
+trait ReverseRows {
+    fn reverse_rows(&mut self);
+}
+
+impl ReverseRows for Batch {
+    fn reverse_rows(&mut self) {
+        self.coin_index.reverse();
+        self.ts.reverse();
+        self.price.reverse();
+        self.market_cap.reverse();
+        self.volume.reverse();
+        self.supply.reverse();
+        self.rank.reverse();
+    }
+}

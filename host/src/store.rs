@@ -1,0 +1,421 @@
+//! The data directory: opening it, its SQLite schema, the coin table and startup recovery.
+//!
+//! A data directory holds `strata.db` (SQLite in WAL mode: the hot tier, the coin table, the
+//! segment catalog and per-tier watermarks), `segments/<tier>/…` (segment files written by tier
+//! codecs) and `lock` (an advisory lock: one strata process uses a directory at a time, since
+//! startup recovery deletes files that are not in the catalog). `docs/design.md` describes the
+//! format and its invariants; [`hot`](crate::hot), [`tiering`](crate::tiering) and
+//! [`query`](crate::query) add their operations to [`Store`].
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use anyhow::{Context, Result, bail};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::plugin::{CodecPlugin, Runtime, RuntimeConfig};
+
+/// The schema version this build reads and writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// The default data directory when neither `--data` nor `$STRATA_DATA` is given.
+pub const DEFAULT_DATA_DIR: &str = "./strata-data";
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS coin (
+    id     INTEGER PRIMARY KEY,
+    key    TEXT NOT NULL UNIQUE,
+    symbol TEXT NOT NULL DEFAULT '',
+    name   TEXT NOT NULL DEFAULT ''
+);
+-- Float columns have no declared type on purpose: with no affinity SQLite stores the 8 bytes of
+-- the double as given (a REAL column would turn -0.0 into the integer 0). NULL = NaN (unknown).
+CREATE TABLE IF NOT EXISTS hot (
+    coin INTEGER NOT NULL, ts INTEGER NOT NULL,
+    price, market_cap, volume, supply, rank INTEGER NOT NULL,
+    PRIMARY KEY (coin, ts)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS hot_recent (
+    ts INTEGER NOT NULL, coin INTEGER NOT NULL,
+    price, market_cap, volume, supply, rank INTEGER NOT NULL,
+    PRIMARY KEY (ts, coin)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS hot_recent_coin ON hot_recent (coin, ts);
+CREATE TABLE IF NOT EXISTS segment (
+    id            INTEGER PRIMARY KEY,
+    tier          TEXT NOT NULL,
+    path          TEXT NOT NULL UNIQUE,
+    window_start  INTEGER NOT NULL,
+    bucket        INTEGER NOT NULL,
+    seq           INTEGER NOT NULL,
+    codec         TEXT NOT NULL,
+    codec_version TEXT NOT NULL,
+    codec_sha256  TEXT NOT NULL,
+    options       TEXT NOT NULL,
+    rows          INTEGER NOT NULL,
+    min_ts        INTEGER NOT NULL,
+    max_ts        INTEGER NOT NULL,
+    coins         INTEGER NOT NULL,
+    bytes         INTEGER NOT NULL,
+    sha256        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS segment_tier ON segment (tier, max_ts);
+CREATE TABLE IF NOT EXISTS segment_coin (
+    coin INTEGER NOT NULL, segment INTEGER NOT NULL,
+    PRIMARY KEY (coin, segment)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS segment_coin_segment ON segment_coin (segment);
+CREATE TABLE IF NOT EXISTS last_kept (
+    tier TEXT NOT NULL, coin INTEGER NOT NULL, ts INTEGER NOT NULL,
+    PRIMARY KEY (tier, coin)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS watermark (
+    tier TEXT PRIMARY KEY,
+    cut  INTEGER NOT NULL
+);
+"#;
+
+/// Metadata of one coin, as sources report it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CoinMeta {
+    /// The stable id used in batches and queries (`bitcoin`, `btc-bitcoin`).
+    pub id: String,
+    pub symbol: String,
+    pub name: String,
+}
+
+/// Settings for [`Store::open_with`].
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Merge the arrival-ordered `hot_recent` table into the coin-clustered `hot` table once it
+    /// holds this many rows (see `hot`). Tier transitions always merge first.
+    pub hot_merge_rows: u64,
+    /// SQLite page cache, in MiB.
+    pub cache_mib: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions {
+            hot_merge_rows: 24 * 13_600,
+            cache_mib: 256,
+        }
+    }
+}
+
+/// An open data directory.
+pub struct Store {
+    pub(crate) dir: PathBuf,
+    pub(crate) conn: Connection,
+    pub(crate) options: StoreOptions,
+    /// coin key -> id, and id -> key.
+    pub(crate) coin_ids: HashMap<String, i64>,
+    pub(crate) coin_keys: HashMap<i64, String>,
+    /// Rows currently in `hot_recent`.
+    pub(crate) recent_rows: u64,
+    /// Codecs by component sha256, for reading segments.
+    pub(crate) codecs: RefCell<HashMap<String, Rc<CodecPlugin>>>,
+    pub(crate) runtime: RefCell<Option<Runtime>>,
+    _lock: File,
+}
+
+/// What startup recovery found and removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Temporary files of an interrupted segment write.
+    pub temp_files: Vec<PathBuf>,
+    /// Segment files not in the catalog (written but never committed, or replaced by a committed
+    /// transition whose clean-up was interrupted).
+    pub orphans: Vec<PathBuf>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the data directory `dir` with default options.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir, StoreOptions::default())
+    }
+
+    /// Opens (creating if needed) the data directory `dir`, takes its lock and runs startup
+    /// recovery (see [`Store::recover`]).
+    pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(dir.join("segments"))
+            .with_context(|| format!("creating data directory {}", dir.display()))?;
+        let lock_path = dir.join("lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("opening {}", lock_path.display()))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "data directory {} is in use by another strata process",
+                dir.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", lock_path.display()));
+            }
+        }
+        let db = dir.join("strata.db");
+        let conn =
+            Connection::open(&db).with_context(|| format!("opening database {}", db.display()))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            bail!(
+                "{} has schema version {version}; this strata reads version {SCHEMA_VERSION} (upgrade strata)",
+                db.display()
+            );
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA cache_size = -{};
+             PRAGMA temp_store = MEMORY;
+             PRAGMA wal_autocheckpoint = 16384;",
+            u64::from(options.cache_mib) * 1024
+        ))
+        .with_context(|| format!("configuring {}", db.display()))?;
+        conn.execute_batch(&format!(
+            "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        ))
+        .with_context(|| format!("creating the schema in {}", db.display()))?;
+
+        let mut coin_ids = HashMap::new();
+        let mut coin_keys = HashMap::new();
+        {
+            let mut st = conn.prepare("SELECT id, key FROM coin")?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                let (id, key): (i64, String) = (r.get(0)?, r.get(1)?);
+                coin_ids.insert(key.clone(), id);
+                coin_keys.insert(id, key);
+            }
+        }
+        let recent_rows: i64 =
+            conn.query_row("SELECT count(*) FROM hot_recent", [], |r| r.get(0))?;
+        let store = Store {
+            dir,
+            conn,
+            options,
+            coin_ids,
+            coin_keys,
+            recent_rows: recent_rows as u64,
+            codecs: RefCell::new(HashMap::new()),
+            runtime: RefCell::new(None),
+            _lock: lock,
+        };
+        let rec = store.recover()?;
+        for p in rec.temp_files.iter().chain(&rec.orphans) {
+            tracing::warn!("startup recovery removed {}", p.display());
+        }
+        Ok(store)
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The SQLite connection, for inspection (tests, tools). Writing through it can break the
+    /// store's invariants.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Uses `rt` to run codecs (by default a runtime with default settings is created when the
+    /// first segment is read or written).
+    pub fn set_runtime(&self, rt: Runtime) {
+        *self.runtime.borrow_mut() = Some(rt);
+    }
+
+    pub(crate) fn runtime(&self) -> Result<Runtime> {
+        let mut slot = self.runtime.borrow_mut();
+        if let Some(rt) = slot.as_ref() {
+            return Ok(rt.clone());
+        }
+        let rt = Runtime::new(RuntimeConfig::default())?;
+        *slot = Some(rt.clone());
+        Ok(rt)
+    }
+
+    /// Removes what an interrupted write left behind: `*.tmp` files under `segments/` and
+    /// segment files that no catalog row names. Runs at every open, under the directory lock.
+    pub fn recover(&self) -> Result<Recovery> {
+        let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
+        {
+            let mut st = self.conn.prepare("SELECT path FROM segment")?;
+            let mut rows = st.query([])?;
+            while let Some(r) = rows.next()? {
+                known.insert(r.get(0)?);
+            }
+        }
+        let mut rec = Recovery::default();
+        let root = self.dir.join("segments");
+        let mut stack = vec![root.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).with_context(|| format!("listing {}", d.display()))? {
+                let e = e?;
+                let p = e.path();
+                if e.file_type()?.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                let rel = self.relative(&p);
+                if p.extension().is_some_and(|x| x == "tmp") {
+                    rec.temp_files.push(p);
+                } else if !known.contains(&rel) {
+                    rec.orphans.push(p);
+                }
+            }
+        }
+        for p in rec.temp_files.iter().chain(&rec.orphans) {
+            std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
+        }
+        Ok(rec)
+    }
+
+    /// `p` relative to the data directory, with `/` separators (how the catalog names files).
+    pub(crate) fn relative(&self, p: &Path) -> String {
+        let rel = p.strip_prefix(&self.dir).unwrap_or(p);
+        rel.components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// The id of coin `key`, if the store knows it.
+    pub fn coin_id(&self, key: &str) -> Option<i64> {
+        self.coin_ids.get(key).copied()
+    }
+
+    /// The ids of `keys`, adding new coins to the coin table (inside the caller's transaction).
+    /// Metadata in `meta` updates symbol and name when given.
+    pub(crate) fn intern_coins(&mut self, keys: &[String], meta: &[CoinMeta]) -> Result<Vec<i64>> {
+        let mut ids = Vec::with_capacity(keys.len());
+        {
+            let mut ins = self
+                .conn
+                .prepare_cached("INSERT INTO coin (key) VALUES (?1) RETURNING id")?;
+            for k in keys {
+                let id = match self.coin_ids.get(k) {
+                    Some(&id) => id,
+                    None => {
+                        let id: i64 = ins.query_row([k], |r| r.get(0))?;
+                        self.coin_ids.insert(k.clone(), id);
+                        self.coin_keys.insert(id, k.clone());
+                        id
+                    }
+                };
+                ids.push(id);
+            }
+        }
+        if !meta.is_empty() {
+            let mut upd = self.conn.prepare_cached(
+                "INSERT INTO coin (key, symbol, name) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET
+                   symbol = CASE WHEN excluded.symbol = '' THEN symbol ELSE excluded.symbol END,
+                   name = CASE WHEN excluded.name = '' THEN name ELSE excluded.name END
+                 RETURNING id",
+            )?;
+            for m in meta {
+                let id: i64 = upd.query_row(params![m.id, m.symbol, m.name], |r| r.get(0))?;
+                self.coin_ids.entry(m.id.clone()).or_insert(id);
+                self.coin_keys.entry(id).or_insert_with(|| m.id.clone());
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Metadata of coin `key`.
+    pub fn coin_meta(&self, key: &str) -> Result<Option<CoinMeta>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT key, symbol, name FROM coin WHERE key = ?1",
+                [key],
+                |r| {
+                    Ok(CoinMeta {
+                        id: r.get(0)?,
+                        symbol: r.get(1)?,
+                        name: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Forgets the ids a rolled-back transaction handed out.
+    pub(crate) fn reload_coins(&mut self) -> Result<()> {
+        self.coin_ids.clear();
+        self.coin_keys.clear();
+        let mut st = self.conn.prepare("SELECT id, key FROM coin")?;
+        let mut rows = st.query([])?;
+        while let Some(r) = rows.next()? {
+            let (id, key): (i64, String) = (r.get(0)?, r.get(1)?);
+            self.coin_ids.insert(key.clone(), id);
+            self.coin_keys.insert(id, key);
+        }
+        Ok(())
+    }
+
+    /// Runs `f` in one write transaction (`BEGIN IMMEDIATE` … `COMMIT`); rolls back on error.
+    pub(crate) fn write_txn<T>(&mut self, f: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match f(self) {
+            Ok(v) => {
+                crate::crash::point("before-commit");
+                self.conn.execute_batch("COMMIT")?;
+                crate::crash::point("after-commit");
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.reload_coins()?;
+                self.recent_rows =
+                    self.conn
+                        .query_row("SELECT count(*) FROM hot_recent", [], |r| {
+                            r.get::<_, i64>(0)
+                        })? as u64;
+                Err(e)
+            }
+        }
+    }
+
+    /// Copies the WAL into the database file and truncates it.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_open_is_refused_while_locked() {
+        let d = tempfile::tempdir().unwrap();
+        let _a = Store::open(d.path()).unwrap();
+        let err = Store::open(d.path()).err().unwrap();
+        assert!(err.to_string().contains("in use"), "{err}");
+    }
+
+    #[test]
+    fn recovery_removes_temp_and_uncatalogued_files() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("segments/warm")).unwrap();
+        std::fs::write(d.path().join("segments/warm/1-0-0.jsonl.gz.tmp"), b"x").unwrap();
+        std::fs::write(d.path().join("segments/warm/1-0-0.jsonl.gz"), b"x").unwrap();
+        let s = Store::open(d.path()).unwrap();
+        assert!(!d.path().join("segments/warm/1-0-0.jsonl.gz.tmp").exists());
+        assert!(!d.path().join("segments/warm/1-0-0.jsonl.gz").exists());
+        assert_eq!(s.recover().unwrap(), Recovery::default());
+    }
+}

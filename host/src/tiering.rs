@@ -1,0 +1,587 @@
+//! Tier transitions: moving what has aged past its tier into the next one, through the next
+//! tier's retention rule and codec, without ever losing or duplicating a row.
+//!
+//! For each pair of neighbouring tiers, hottest first, with `cut = now - keep` of the source
+//! (moved to a bucket start of the destination's retention rule when it rolls up, so a bucket
+//! is never aggregated from a partial window):
+//!
+//! - **hot → next**: hot rows with `ts < cut`, one piece per (destination window × coin bucket),
+//!   rows sorted by (coin, ts). The destination's retention plugin picks the survivors given
+//!   the destination's `last_kept` per coin; the codec encodes them; the file is written
+//!   crash-safely ([`segment::write_atomic`]); then ONE SQLite transaction inserts the catalog
+//!   row, raises `last_kept` and deletes the piece's hot rows.
+//! - **segments → next**: source segments *wholly* older than the cut (`max_ts < cut`; a
+//!   segment straddling the cut waits for a later run, so segments are never split), one
+//!   source window at a time: decode, split by destination window × bucket, select, encode,
+//!   write every new file, then ONE transaction inserts the new catalog rows and deletes the
+//!   old ones; the old files are deleted after the commit.
+//!
+//! A crash before the commit leaves the source visible and the new files unreferenced; after
+//! it, the new segments visible and the old files unreferenced. Startup recovery deletes
+//! unreferenced files (see [`Store::recover`](crate::store::Store::recover)), so the next run
+//! picks up where this one stopped. Running twice with the same `now` moves nothing the second
+//! time.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use anyhow::{Context, Result, bail};
+use strata_plugin_sdk::{Batch, Selection};
+
+use crate::catalog::SegmentInfo;
+use crate::plugin::{CodecPlugin, PluginRef, PolicyPlugin, Runtime};
+use crate::segment;
+use crate::store::Store;
+
+/// Plugin options, as in a policy file.
+pub type Options = Vec<(String, String)>;
+
+/// One tier as the engine needs it (the fields of a policy file's tier).
+#[derive(Clone, Debug)]
+pub struct TierDef {
+    pub name: String,
+    /// Rows older than `now - keep` (ms) move to the next tier; `None` = forever.
+    pub keep: Option<i64>,
+    /// `None` only for the hot tier.
+    pub retention: Option<(PluginRef, Options)>,
+    /// `None` only for the hot tier.
+    pub codec: Option<(PluginRef, Options)>,
+    /// Segment time window, ms.
+    pub window: i64,
+    /// Coin buckets per window.
+    pub coin_buckets: u32,
+}
+
+/// A tier with its plugins loaded.
+pub struct PlanTier {
+    pub def: TierDef,
+    pub retention: Option<(PolicyPlugin, Options)>,
+    pub codec: Option<(Rc<CodecPlugin>, Options)>,
+}
+
+/// Every tier of a policy with its plugins loaded, hottest first.
+pub struct Plan {
+    pub tiers: Vec<PlanTier>,
+}
+
+impl Plan {
+    /// Loads every tier's plugins and checks the plan's shape: the first tier is the hot tier
+    /// (no plugins), every other tier has both, keeps grow colder, only the last keeps forever.
+    pub fn load(rt: &Runtime, defs: &[TierDef]) -> Result<Plan> {
+        if defs.len() < 2 {
+            bail!("a policy needs the hot tier and at least one more");
+        }
+        let mut tiers = Vec::new();
+        for (i, d) in defs.iter().enumerate() {
+            if i == 0 && (d.retention.is_some() || d.codec.is_some()) {
+                bail!(
+                    "tier `{}`: the hot tier has no retention or codec plugin",
+                    d.name
+                );
+            }
+            if i > 0 && (d.retention.is_none() || d.codec.is_none()) {
+                bail!(
+                    "tier `{}`: needs both a retention and a codec plugin",
+                    d.name
+                );
+            }
+            if i + 1 < defs.len() && d.keep.is_none() {
+                bail!(
+                    "tier `{}`: only the last tier may keep rows forever",
+                    d.name
+                );
+            }
+            if i > 0 && (d.window <= 0 || d.coin_buckets == 0) {
+                bail!(
+                    "tier `{}`: segment window and coin buckets must be positive",
+                    d.name
+                );
+            }
+            if i > 0
+                && let (Some(prev), Some(k)) = (defs[i - 1].keep, d.keep)
+                && k <= prev
+            {
+                bail!(
+                    "tier `{}`: keep ({k} ms) must be longer than tier `{}`'s ({prev} ms)",
+                    d.name,
+                    defs[i - 1].name
+                );
+            }
+            let retention = match &d.retention {
+                Some((r, o)) => {
+                    let p = rt
+                        .policy(r)
+                        .with_context(|| format!("tier `{}`: retention", d.name))?;
+                    p.check_options(o)
+                        .with_context(|| format!("tier `{}`: retention options", d.name))?;
+                    Some((p, o.clone()))
+                }
+                None => None,
+            };
+            let codec = match &d.codec {
+                Some((r, o)) => Some((
+                    Rc::new(
+                        rt.codec(r)
+                            .with_context(|| format!("tier `{}`: codec", d.name))?,
+                    ),
+                    o.clone(),
+                )),
+                None => None,
+            };
+            tiers.push(PlanTier {
+                def: d.clone(),
+                retention,
+                codec,
+            });
+        }
+        Ok(Plan { tiers })
+    }
+}
+
+/// What one transition (source tier → destination tier) did or, in a dry run, would do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MoveReport {
+    pub from: String,
+    pub to: String,
+    /// Rows older than this left the source.
+    pub cut: i64,
+    pub rows_read: u64,
+    pub rows_kept: u64,
+    pub segments_written: u64,
+    pub segments_removed: u64,
+    pub bytes_written: u64,
+}
+
+/// One piece of a transition: the rows of one destination window × coin bucket.
+struct Piece {
+    window: i64,
+    bucket: u32,
+    batch: Batch,
+}
+
+/// A segment written to disk but not yet in the catalog.
+struct Written {
+    info: SegmentInfo,
+    coin_ids: Vec<i64>,
+    last_kept: Vec<(i64, i64)>,
+}
+
+impl Store {
+    /// Runs every transition due at `now` (ms UTC). With `dry_run`, reads and selects but
+    /// writes nothing.
+    pub fn tier(&mut self, plan: &Plan, now: i64, dry_run: bool) -> Result<Vec<MoveReport>> {
+        for t in &plan.tiers {
+            if let Some((c, _)) = &t.codec {
+                self.codecs
+                    .borrow_mut()
+                    .insert(c.meta.sha256.clone(), c.clone());
+            }
+        }
+        if !dry_run {
+            self.merge_recent()?;
+        }
+        let mut reports = Vec::new();
+        for i in 0..plan.tiers.len() - 1 {
+            let (src, dst) = (&plan.tiers[i], &plan.tiers[i + 1]);
+            let Some(keep) = src.def.keep else { break };
+            let (policy, popts) = dst.retention.as_ref().expect("checked by Plan::load");
+            let mut cut = now.saturating_sub(keep);
+            if policy.info.rolls_up {
+                cut = policy.bucket_starts(&[cut], popts)?[0];
+            }
+            let mut report = MoveReport {
+                from: src.def.name.clone(),
+                to: dst.def.name.clone(),
+                cut,
+                ..MoveReport::default()
+            };
+            if i == 0 {
+                self.move_hot(dst, cut, dry_run, &mut report)
+                    .with_context(|| format!("moving `{}` to `{}`", report.from, report.to))?;
+            } else {
+                self.move_segments(src, dst, cut, dry_run, &mut report)
+                    .with_context(|| format!("moving `{}` to `{}`", report.from, report.to))?;
+            }
+            if !dry_run {
+                self.set_watermark(&src.def.name, cut)?;
+            }
+            reports.push(report);
+        }
+        if !dry_run {
+            self.checkpoint()?;
+        }
+        Ok(reports)
+    }
+
+    fn move_hot(
+        &mut self,
+        dst: &PlanTier,
+        cut: i64,
+        dry_run: bool,
+        report: &mut MoveReport,
+    ) -> Result<()> {
+        let oldest: Option<i64> = self.conn.query_row(
+            "SELECT min(ts) FROM (SELECT min(ts) AS ts FROM hot UNION ALL SELECT min(ts) FROM hot_recent)",
+            [],
+            |r| r.get(0),
+        )?;
+        let Some(oldest) = oldest.filter(|&o| o < cut) else {
+            return Ok(());
+        };
+        let window = dst.def.window;
+        let buckets = dst.def.coin_buckets;
+        // Coins per bucket, in coin-id order so each piece is sorted by (coin, ts).
+        let mut by_bucket: Vec<Vec<(String, i64)>> = vec![Vec::new(); buckets as usize];
+        let mut coins: Vec<(&String, &i64)> = self.coin_ids.iter().collect();
+        coins.sort();
+        for (k, &id) in coins {
+            by_bucket[segment::coin_bucket(k, buckets) as usize].push((k.clone(), id));
+        }
+        let mut w = segment::window_start(oldest, window);
+        while w < cut {
+            let hi = (w + window).min(cut);
+            for (b, members) in by_bucket.iter().enumerate() {
+                let mut batch = Batch::default();
+                let mut ids = Vec::new();
+                for (key, id) in members {
+                    let before = batch.len();
+                    let ci = batch.coins.len() as u32;
+                    let mut one = Batch::default();
+                    self.hot_read(*id, w, hi - 1, false, None, &mut one)?;
+                    if one.is_empty() {
+                        continue;
+                    }
+                    batch.coins.push(key.clone());
+                    ids.push(*id);
+                    for r in 0..one.len() {
+                        batch.push(
+                            ci,
+                            one.ts[r],
+                            one.price[r],
+                            one.market_cap[r],
+                            one.volume[r],
+                            one.supply[r],
+                            one.rank[r],
+                        );
+                    }
+                    debug_assert!(batch.len() > before);
+                }
+                if batch.is_empty() {
+                    continue;
+                }
+                report.rows_read += batch.len() as u64;
+                let piece = Piece {
+                    window: w,
+                    bucket: b as u32,
+                    batch,
+                };
+                let written = self.select_and_write(dst, piece, &ids, dry_run, report)?;
+                if dry_run {
+                    continue;
+                }
+                self.write_txn(|s| {
+                    if let Some(wr) = &written {
+                        s.commit_written(wr)?;
+                    }
+                    let mut del_main = s.conn.prepare_cached(
+                        "DELETE FROM hot WHERE coin = ?1 AND ts >= ?2 AND ts < ?3",
+                    )?;
+                    for id in &ids {
+                        del_main.execute(rusqlite::params![id, w, hi])?;
+                    }
+                    Ok(())
+                })?;
+            }
+            w += window;
+        }
+        Ok(())
+    }
+
+    /// Runs the destination's retention on a piece and, unless `dry_run`, encodes and writes
+    /// the survivors. `ids[c]` is the store id of `piece.batch.coins[c]`.
+    fn select_and_write(
+        &self,
+        dst: &PlanTier,
+        piece: Piece,
+        ids: &[i64],
+        dry_run: bool,
+        report: &mut MoveReport,
+    ) -> Result<Option<Written>> {
+        let (policy, popts) = dst.retention.as_ref().expect("checked by Plan::load");
+        let (codec, copts) = dst.codec.as_ref().expect("checked by Plan::load");
+        let batch = piece.batch;
+        let last: Vec<Option<i64>> = ids
+            .iter()
+            .map(|&id| self.last_kept(&dst.def.name, id))
+            .collect::<Result<_>>()?;
+        let kept = match policy.select(&batch, &last, popts)? {
+            Selection::Keep(idx) => batch.take(&idx),
+            Selection::Rollup(b) => b,
+        };
+        report.rows_kept += kept.len() as u64;
+        if dry_run || kept.is_empty() {
+            return Ok(None);
+        }
+        // Ids of the kept coins (the dictionary of `take`/rollup may differ from the input's).
+        let id_of: HashMap<&str, i64> = batch
+            .coins
+            .iter()
+            .map(String::as_str)
+            .zip(ids.iter().copied())
+            .collect();
+        let mut newest: HashMap<u32, i64> = HashMap::new();
+        for r in 0..kept.len() {
+            let e = newest.entry(kept.coin_index[r]).or_insert(i64::MIN);
+            *e = (*e).max(kept.ts[r]);
+        }
+        let mut last_kept = Vec::new();
+        let mut coin_ids = Vec::new();
+        for (c, ts) in newest {
+            let key = &kept.coins[c as usize];
+            let id = *id_of
+                .get(key.as_str())
+                .with_context(|| format!("retention returned coin `{key}`, not in its input"))?;
+            coin_ids.push(id);
+            last_kept.push((id, ts));
+        }
+        coin_ids.sort_unstable();
+        let bytes = codec.encode(&kept, copts)?;
+        let seq = self.next_seq(&dst.def.name, piece.window, piece.bucket)?;
+        let rel = segment::relative_path(
+            &dst.def.name,
+            piece.window,
+            piece.bucket,
+            seq,
+            &codec.info.extension,
+        );
+        segment::write_atomic(&self.dir.join(&rel), &bytes)?;
+        report.segments_written += 1;
+        report.bytes_written += bytes.len() as u64;
+        let info = SegmentInfo {
+            id: 0,
+            tier: dst.def.name.clone(),
+            path: rel,
+            window_start: piece.window,
+            bucket: piece.bucket,
+            seq,
+            codec: codec.meta.name.clone(),
+            codec_version: codec.info.info.version.clone(),
+            codec_sha256: codec.meta.sha256.clone(),
+            options: serde_json::to_string(copts)?,
+            rows: kept.len() as u64,
+            min_ts: *kept.ts.iter().min().expect("not empty"),
+            max_ts: *kept.ts.iter().max().expect("not empty"),
+            coins: coin_ids.len() as u64,
+            bytes: bytes.len() as u64,
+            sha256: segment::checksum(&bytes),
+        };
+        Ok(Some(Written {
+            info,
+            coin_ids,
+            last_kept,
+        }))
+    }
+
+    fn commit_written(&self, w: &Written) -> Result<()> {
+        self.insert_segment(&w.info, &w.coin_ids)?;
+        for &(id, ts) in &w.last_kept {
+            self.raise_last_kept(&w.info.tier, id, ts)?;
+        }
+        Ok(())
+    }
+
+    fn move_segments(
+        &mut self,
+        src: &PlanTier,
+        dst: &PlanTier,
+        cut: i64,
+        dry_run: bool,
+        report: &mut MoveReport,
+    ) -> Result<()> {
+        let segs = self.segments_before(&src.def.name, cut)?;
+        let mut groups: Vec<Vec<SegmentInfo>> = Vec::new();
+        for s in segs {
+            let same_window = groups
+                .last()
+                .is_some_and(|g| g[0].window_start == s.window_start);
+            if same_window {
+                groups.last_mut().expect("checked").push(s);
+            } else {
+                groups.push(vec![s]);
+            }
+        }
+        for group in groups {
+            // Decode the source window, later segments (higher seq) winning on equal keys.
+            let mut all = Batch::default();
+            for s in &group {
+                let b = self.read_segment(s, None)?;
+                all.extend_from(&b);
+            }
+            report.rows_read += all.len() as u64;
+            let mut pieces: HashMap<(i64, u32), Vec<u32>> = HashMap::new();
+            let bucket_of: Vec<u32> = all
+                .coins
+                .iter()
+                .map(|c| segment::coin_bucket(c, dst.def.coin_buckets))
+                .collect();
+            for r in 0..all.len() {
+                let key = (
+                    segment::window_start(all.ts[r], dst.def.window),
+                    bucket_of[all.coin_index[r] as usize],
+                );
+                pieces.entry(key).or_default().push(r as u32);
+            }
+            let mut keys: Vec<(i64, u32)> = pieces.keys().copied().collect();
+            keys.sort_unstable();
+            let mut written = Vec::new();
+            for key in keys {
+                let rows = &pieces[&key];
+                let mut batch = all.take(rows).sorted();
+                dedup_sorted(&mut batch);
+                let ids: Vec<i64> = batch
+                    .coins
+                    .iter()
+                    .map(|c| {
+                        self.coin_id(c).with_context(|| {
+                            format!("segment holds coin `{c}`, not in the coin table")
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+                let piece = Piece {
+                    window: key.0,
+                    bucket: key.1,
+                    batch,
+                };
+                if let Some(w) = self.select_and_write(dst, piece, &ids, dry_run, report)? {
+                    written.push(w);
+                }
+            }
+            if dry_run {
+                continue;
+            }
+            self.write_txn(|s| {
+                for w in &written {
+                    s.commit_written(w)?;
+                }
+                for old in &group {
+                    s.delete_segment(old.id)?;
+                }
+                Ok(())
+            })?;
+            report.segments_removed += group.len() as u64;
+            for old in &group {
+                let p = self.dir.join(&old.path);
+                std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+            }
+            crate::crash::point("old-files-deleted");
+        }
+        Ok(())
+    }
+
+    /// The codec that wrote segment `s`: one the store has seen (from a plan) or a built-in of
+    /// that name, as long as its sha256 matches the catalog's.
+    pub(crate) fn codec_for(&self, s: &SegmentInfo) -> Result<Rc<CodecPlugin>> {
+        if let Some(c) = self.codecs.borrow().get(&s.codec_sha256) {
+            return Ok(c.clone());
+        }
+        let rt = self.runtime()?;
+        let c = rt
+            .codec(&PluginRef::parse(&s.codec))
+            .with_context(|| format!("segment {}: loading codec `{}`", s.path, s.codec))?;
+        if c.meta.sha256 != s.codec_sha256 {
+            bail!(
+                "segment {} was written by codec `{}` with sha256 {}, but the available `{}` has sha256 {}; \
+                 pass the policy that names the original component",
+                s.path,
+                s.codec,
+                s.codec_sha256,
+                s.codec,
+                c.meta.sha256
+            );
+        }
+        let c = Rc::new(c);
+        self.codecs
+            .borrow_mut()
+            .insert(s.codec_sha256.clone(), c.clone());
+        Ok(c)
+    }
+
+    /// Reads and decodes segment `s`, optionally only the rows of `coins`.
+    pub fn read_segment(&self, s: &SegmentInfo, coins: Option<&[String]>) -> Result<Batch> {
+        let codec = self.codec_for(s)?;
+        let p = self.dir.join(&s.path);
+        let bytes =
+            std::fs::read(&p).with_context(|| format!("reading segment {}", p.display()))?;
+        let b = codec
+            .decode(&bytes, coins)
+            .with_context(|| format!("decoding segment {}", p.display()))?;
+        Ok(b)
+    }
+}
+
+/// Drops all but the last row of each run of equal (coin, ts) in a sorted batch.
+fn dedup_sorted(b: &mut Batch) {
+    let n = b.len();
+    let keep: Vec<u32> = (0..n as u32)
+        .filter(|&i| {
+            let i = i as usize;
+            i + 1 == n || b.coin_index[i] != b.coin_index[i + 1] || b.ts[i] != b.ts[i + 1]
+        })
+        .collect();
+    if keep.len() != n {
+        *b = b.take(&keep);
+    }
+}
+
+/// One day, in ms.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// The engine's built-in tiers, used when no policy file is given: hot 30 days; warm 365 days
+/// of daily samples; cold 5 years of weekly samples; archive forever, quarterly samples. Every
+/// colder tier uses the `jsonl-gzip` codec (until a columnar codec is built in). Segments:
+/// 30-day windows in warm, 365-day windows in cold and archive, 16 coin buckets.
+/// The tier definitions of a policy file (see [`crate::policy`]).
+pub fn tiers_from_policy(policy: &crate::policy::Policy) -> Vec<TierDef> {
+    let spec = |s: &Option<crate::policy::PluginSpec>| {
+        s.as_ref().map(|s| (s.plugin.clone(), s.options.clone()))
+    };
+    policy
+        .tiers
+        .iter()
+        .map(|t| TierDef {
+            name: t.name.clone(),
+            keep: t.keep,
+            retention: spec(&t.retention),
+            codec: spec(&t.codec),
+            window: t.segment.window,
+            coin_buckets: t.segment.coin_buckets,
+        })
+        .collect()
+}
+
+pub fn default_tiers() -> Vec<TierDef> {
+    let t = |name: &str, keep: Option<i64>, every: &str, window_days: i64| TierDef {
+        name: name.into(),
+        keep,
+        retention: Some((
+            PluginRef::parse("sample"),
+            vec![("every".into(), every.into())],
+        )),
+        codec: Some((PluginRef::parse("jsonl-gzip"), Vec::new())),
+        window: window_days * DAY_MS,
+        coin_buckets: 16,
+    };
+    vec![
+        TierDef {
+            name: "hot".into(),
+            keep: Some(30 * DAY_MS),
+            retention: None,
+            codec: None,
+            window: 0,
+            coin_buckets: 0,
+        },
+        t("warm", Some(365 * DAY_MS), "1d", 30),
+        t("cold", Some(5 * 365 * DAY_MS), "week", 365),
+        t("archive", None, "quarter", 365),
+    ]
+}

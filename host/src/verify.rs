@@ -1,0 +1,217 @@
+//! `strata stats` and `strata verify`: what each tier holds, and whether the store is intact.
+//!
+//! Stats come from the catalog and the hot tables (cheap). Verify reads everything: SQLite's
+//! integrity check, then for every catalog row the file's presence, size and sha256, a full
+//! decode through the codec that wrote it, and the decoded rows against the catalog (count, time
+//! range, coin list); plus any segment file the catalog does not name.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use anyhow::Result;
+
+use crate::segment;
+use crate::store::Store;
+
+/// What one tier holds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TierStats {
+    pub tier: String,
+    pub rows: u64,
+    pub segments: u64,
+    /// Bytes on disk: segment files, or for the hot tier its share of the SQLite pages.
+    pub bytes: u64,
+    pub oldest: Option<i64>,
+    pub newest: Option<i64>,
+    /// Codec names (`sqlite` for the hot tier).
+    pub codecs: Vec<String>,
+}
+
+impl TierStats {
+    pub fn bytes_per_record(&self) -> Option<f64> {
+        (self.rows > 0).then(|| self.bytes as f64 / self.rows as f64)
+    }
+}
+
+/// One problem `verify` found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// The file or table concerned.
+    pub what: String,
+    pub problem: String,
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.what, self.problem)
+    }
+}
+
+/// What `verify` checked and found.
+#[derive(Clone, Debug, Default)]
+pub struct VerifyReport {
+    pub segments: u64,
+    pub rows: u64,
+    pub faults: Vec<Fault>,
+}
+
+impl Store {
+    /// Per tier: rows, segments, bytes, time range, codecs. The hot tier comes first.
+    pub fn stats(&self) -> Result<Vec<TierStats>> {
+        let (oldest, newest): (Option<i64>, Option<i64>) = self.conn.query_row(
+            "SELECT min(a), max(b) FROM (SELECT min(ts) a, max(ts) b FROM hot
+             UNION ALL SELECT min(ts), max(ts) FROM hot_recent)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let page_size: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let pages: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        let mut out = vec![TierStats {
+            tier: "hot".into(),
+            rows: self.hot_rows()?,
+            segments: 0,
+            bytes: (page_size * pages) as u64,
+            oldest,
+            newest,
+            codecs: vec!["sqlite".into()],
+        }];
+        let mut by_tier: BTreeMap<String, TierStats> = BTreeMap::new();
+        for s in self.segments()? {
+            let t = by_tier.entry(s.tier.clone()).or_insert_with(|| TierStats {
+                tier: s.tier.clone(),
+                ..TierStats::default()
+            });
+            t.rows += s.rows;
+            t.segments += 1;
+            t.bytes += s.bytes;
+            t.oldest = Some(t.oldest.map_or(s.min_ts, |o| o.min(s.min_ts)));
+            t.newest = Some(t.newest.map_or(s.max_ts, |o| o.max(s.max_ts)));
+            if !t.codecs.contains(&s.codec) {
+                t.codecs.push(s.codec.clone());
+            }
+        }
+        // Colder tiers hold older data: order by newest row, newest first.
+        let mut rest: Vec<TierStats> = by_tier.into_values().collect();
+        rest.sort_by_key(|t| std::cmp::Reverse(t.newest));
+        out.extend(rest);
+        Ok(out)
+    }
+
+    /// Checks everything; `faults` is empty on a sound store.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let mut faults = Vec::new();
+        let mut fault = |what: &str, problem: String| {
+            faults.push(Fault {
+                what: what.to_string(),
+                problem,
+            })
+        };
+        let integrity: String = self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        if integrity != "ok" {
+            fault("strata.db", format!("SQLite integrity check: {integrity}"));
+        }
+        let segs = self.segments()?;
+        let mut known = HashSet::new();
+        let mut seg_rows = 0;
+        for s in &segs {
+            known.insert(s.path.clone());
+            let p = self.dir.join(&s.path);
+            let bytes = match std::fs::read(&p) {
+                Ok(b) => b,
+                Err(e) => {
+                    fault(&s.path, format!("cannot read: {e}"));
+                    continue;
+                }
+            };
+            if bytes.len() as u64 != s.bytes {
+                fault(
+                    &s.path,
+                    format!("{} bytes, the catalog says {}", bytes.len(), s.bytes),
+                );
+            }
+            let sum = segment::checksum(&bytes);
+            if sum != s.sha256 {
+                fault(
+                    &s.path,
+                    format!("sha256 {sum}, the catalog says {}", s.sha256),
+                );
+                continue;
+            }
+            let codec = match self.codec_for(s) {
+                Ok(c) => c,
+                Err(e) => {
+                    fault(&s.path, format!("{e:#}"));
+                    continue;
+                }
+            };
+            let b = match codec.decode(&bytes, None) {
+                Ok(b) => b,
+                Err(e) => {
+                    fault(&s.path, format!("does not decode: {e}"));
+                    continue;
+                }
+            };
+            seg_rows += b.len() as u64;
+            if b.len() as u64 != s.rows {
+                fault(
+                    &s.path,
+                    format!("{} rows, the catalog says {}", b.len(), s.rows),
+                );
+            }
+            let (lo, hi) = (b.ts.iter().min(), b.ts.iter().max());
+            if (lo, hi) != (Some(&s.min_ts), Some(&s.max_ts)) {
+                fault(
+                    &s.path,
+                    format!(
+                        "rows span {lo:?}..{hi:?}, the catalog says {}..{}",
+                        s.min_ts, s.max_ts
+                    ),
+                );
+            }
+            let used: BTreeSet<u32> = b.coin_index.iter().copied().collect();
+            let coins: BTreeSet<i64> = used
+                .iter()
+                .filter_map(|&c| self.coin_id(&b.coins[c as usize]))
+                .collect();
+            let listed: BTreeSet<i64> = {
+                let mut st = self
+                    .conn
+                    .prepare_cached("SELECT coin FROM segment_coin WHERE segment = ?1")?;
+                st.query_map([s.id], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?
+            };
+            if coins.len() != used.len() || coins != listed {
+                fault(
+                    &s.path,
+                    format!(
+                        "holds {} coins, the catalog lists {} (or a coin is not in the coin table)",
+                        used.len(),
+                        listed.len()
+                    ),
+                );
+            }
+        }
+        // Files the catalog does not name (startup recovery removes them; a new one means
+        // something else writes here).
+        let mut stack = vec![self.dir.join("segments")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d)? {
+                let e = e?;
+                if e.file_type()?.is_dir() {
+                    stack.push(e.path());
+                } else {
+                    let rel = self.relative(&e.path());
+                    if !known.contains(&rel) {
+                        fault(&rel, "segment file not in the catalog".into());
+                    }
+                }
+            }
+        }
+        Ok(VerifyReport {
+            segments: segs.len() as u64,
+            rows: seg_rows + self.hot_rows()?,
+            faults,
+        })
+    }
+}

@@ -1,0 +1,252 @@
+//! Crash test: the `strata` binary is killed (`STRATA_CRASH_AT`, see `strata::crash`) at every
+//! named point during ingest and during tier transitions. After each crash the store must
+//! reopen clean (`strata verify` passes), hold every row exactly once, and — once the
+//! interrupted command is run again — equal a store that never crashed, bit for bit.
+//!
+//! It lives in `host/tests/` because only a package's own integration tests can run its
+//! binary (`CARGO_BIN_EXE_strata`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use strata::Store;
+use strata::query::Answer;
+
+const BIN: &str = env!("CARGO_BIN_EXE_strata");
+const DAY: i64 = 86_400_000;
+const START: i64 = 1_704_067_200_000; // 2024-01-01
+
+fn strata(data: &Path, args: &[&str], crash: Option<&str>) -> std::process::Output {
+    let mut c = Command::new(BIN);
+    c.arg("--data").arg(data).args(args);
+    c.env_remove("STRATA_CRASH_AT");
+    if let Some(at) = crash {
+        c.env("STRATA_CRASH_AT", at);
+    }
+    c.output().unwrap()
+}
+
+fn ok(out: std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every coin's full answer.
+fn snapshot(data: &Path, coins: &[String]) -> Vec<Answer> {
+    let store = Store::open(data).unwrap();
+    coins
+        .iter()
+        .map(|c| match store.coin_id(c) {
+            Some(_) => store.query(c, i64::MIN, i64::MAX).unwrap(),
+            None => Answer::default(),
+        })
+        .collect()
+}
+
+fn same(a: &[Answer], b: &[Answer]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.rows.bit_eq(&y.rows) && x.tier == y.tier)
+}
+
+/// Rows the tiers hold in total (a row in two tiers counts twice).
+fn stored_rows(data: &Path) -> u64 {
+    Store::open(data)
+        .unwrap()
+        .stats()
+        .unwrap()
+        .iter()
+        .map(|t| t.rows)
+        .sum()
+}
+
+/// A row as a hashable key, floats by their bits.
+fn key(r: strata::sdk::Row<'_>) -> (i64, [u64; 4], u32) {
+    (
+        r.ts,
+        [r.price, r.market_cap, r.volume, r.supply].map(f64::to_bits),
+        r.rank,
+    )
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    csv: PathBuf,
+    coins: Vec<String>,
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    let csv = root.join("data.csv");
+    ok(
+        strata(
+            &root.join("unused"),
+            &[
+                "generate",
+                "--coins",
+                "8",
+                "--days",
+                "400",
+                "--seed",
+                "3",
+                "--out",
+                csv.to_str().unwrap(),
+            ],
+            None,
+        ),
+        "generate",
+    );
+    let coins = (0..8).map(|i| format!("coin-{i:05}")).collect();
+    Fixture {
+        _tmp: tmp,
+        root,
+        csv,
+        coins,
+    }
+}
+
+#[test]
+fn crash_during_ingest_loses_and_duplicates_nothing() {
+    let f = fixture();
+    let csv = f.csv.to_str().unwrap();
+    let reference = f.root.join("ref");
+    ok(
+        strata(&reference, &["ingest", csv], None),
+        "reference ingest",
+    );
+    let want = snapshot(&reference, &f.coins);
+    assert!(want.iter().map(Answer::len).sum::<usize>() > 60_000);
+
+    for mode in [&[][..], &["--skip-invalid"][..]] {
+        for at in [
+            "ingest-chunk:1",
+            "ingest-chunk:2",
+            "before-commit:1",
+            "after-commit:1",
+            "before-commit:2",
+        ] {
+            let d = f
+                .root
+                .join(format!("ingest-{}-{at}", mode.len()).replace(':', "-"));
+            let mut args = vec!["ingest", csv];
+            args.extend_from_slice(mode);
+            let out = strata(&d, &args, Some(at));
+            // Strict mode is one transaction: a crash leaves nothing or everything.
+            let after = snapshot(&d, &f.coins);
+            let rows: usize = after.iter().map(Answer::len).sum();
+            if mode.is_empty() {
+                assert!(
+                    rows == 0 || same(&after, &want),
+                    "strict ingest crashed at {at}: {rows} rows visible"
+                );
+            }
+            assert_eq!(stored_rows(&d), rows as u64, "{at}: a row is stored twice");
+            if out.status.success() {
+                assert!(same(&after, &want), "{at}: completed but differs");
+            }
+            ok(strata(&d, &args, None), "ingest again");
+            assert!(
+                same(&snapshot(&d, &f.coins), &want),
+                "{at} {mode:?}: after re-ingest"
+            );
+            ok(strata(&d, &["verify"], None), "verify");
+        }
+    }
+}
+
+#[test]
+fn crash_during_tier_transitions_loses_and_duplicates_nothing() {
+    let f = fixture();
+    let csv = f.csv.to_str().unwrap();
+    let base = f.root.join("base");
+    ok(strata(&base, &["ingest", csv], None), "ingest");
+    let first = (START + 200 * DAY).to_string();
+    ok(
+        strata(&base, &["tier", "--now", &first], None),
+        "first tier run",
+    );
+    let before = snapshot(&base, &f.coins);
+    let now = (START + 400 * DAY).to_string();
+    let reference = f.root.join("ref");
+    copy_dir(&base, &reference);
+    ok(
+        strata(&reference, &["tier", "--now", &now], None),
+        "reference tier run",
+    );
+    let want = snapshot(&reference, &f.coins);
+    assert!(!same(&before, &want), "the second run must move something");
+    assert!(
+        want.iter()
+            .flat_map(|a| a.tier.iter())
+            .any(|t| &**t == "cold"),
+        "the second run must reach the cold tier"
+    );
+
+    let mut crashed = 0;
+    for point in strata::crash::POINTS
+        .iter()
+        .filter(|p| **p != "ingest-chunk")
+    {
+        for n in [1, 3, 9] {
+            let at = format!("{point}:{n}");
+            let d = f.root.join(format!("tier-{point}-{n}"));
+            copy_dir(&base, &d);
+            let out = strata(&d, &["tier", "--now", &now], Some(&at));
+            if !out.status.success() {
+                crashed += 1;
+            }
+            // Reopening cleans up, and every row is in exactly one tier.
+            ok(
+                strata(&d, &["verify"], None),
+                &format!("verify after crash at {at}"),
+            );
+            let mid = snapshot(&d, &f.coins);
+            let rows: usize = mid.iter().map(Answer::len).sum();
+            assert_eq!(stored_rows(&d), rows as u64, "{at}: a row is stored twice");
+            for (c, a) in mid.iter().enumerate() {
+                // Every row visible is an original row (a row moved part way, e.g. into
+                // warm but not yet on to cold, may sit in a tier neither end state has).
+                let originals: std::collections::HashSet<_> = [&before[c], &want[c]]
+                    .iter()
+                    .flat_map(|s| s.rows.rows().map(key))
+                    .collect();
+                for (i, r) in a.rows.rows().enumerate() {
+                    assert!(
+                        originals.contains(&key(r)),
+                        "{at}: row {r:?} in {} is in neither state",
+                        a.tier[i]
+                    );
+                }
+                // Nothing lost: every row that survives the full run is still somewhere.
+                let have: std::collections::HashSet<i64> = a.rows.ts.iter().copied().collect();
+                for ts in &want[c].rows.ts {
+                    assert!(have.contains(ts), "{at}: coin {c} lost ts {ts}");
+                }
+            }
+            ok(strata(&d, &["tier", "--now", &now], None), "tier again");
+            assert!(same(&snapshot(&d, &f.coins), &want), "{at}: after resuming");
+            ok(strata(&d, &["verify"], None), "verify after resuming");
+        }
+    }
+    assert!(crashed >= 12, "only {crashed} runs actually crashed");
+}
