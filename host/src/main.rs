@@ -290,8 +290,8 @@ fn list_plugins(rt: &Runtime, dir: Option<PathBuf>) -> Result<()> {
         }
     }
     println!(
-        "{:<14} {:<7} {:<8} {:>9}  {:<16}  {}",
-        "NAME", "KIND", "VERSION", "SIZE", "SHA256", "SOURCE"
+        "{:<14} {:<7} {:<8} {:>9}  {:<16}  SOURCE",
+        "NAME", "KIND", "VERSION", "SIZE", "SHA256"
     );
     for (source, p) in &rows {
         let m = p.meta();

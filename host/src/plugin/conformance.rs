@@ -112,13 +112,15 @@ const T0: i64 = 1_700_000_000_000;
 fn series(coins: usize, hours: i64, seed: u64) -> Batch {
     let mut rng = Rng(seed);
     let names: Vec<String> = (0..coins).map(|i| format!("coin-{i:05}")).collect();
-    let mut b = Batch::default();
-    b.coins = names;
+    let mut b = Batch {
+        coins: names,
+        ..Batch::default()
+    };
     for c in 0..coins {
         let mut price = 10f64.powf(rng.unit() * 8.0 - 4.0);
         let supply = (rng.unit() * 1e9).round();
         for h in 0..hours {
-            if rng.next() % 17 == 0 {
+            if rng.next().is_multiple_of(17) {
                 continue; // a missing hour
             }
             price *= 1.0 + (rng.unit() - 0.5) * 0.02;
