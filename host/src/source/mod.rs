@@ -425,7 +425,7 @@ pub fn open_reader(
                 let coin = opts.coin.as_deref().with_context(|| {
                     format!(
                         "{name}: a Coinpaprika historical response does not name its coin; \
-                         give the coin id (e.g. `btc-bitcoin`) in the read options"
+                         give its coin id (e.g. `btc-bitcoin`; `--coin` on the command line)"
                     )
                 })?;
                 coinpaprika::parse_historical(&text, &name, coin)?
