@@ -269,9 +269,9 @@ assert abs(price[1] - (1.0 + math.sin(1.0))) == 0.0, price[1]
 # DuckDB and polars too, when installed (`pip install duckdb polars`).
 try:
     import duckdb
-    n, nulls, avg = duckdb.sql(
+    [(n, nulls, avg)] = duckdb.sql(
         f"select count(*), count(*) - count(market_cap), avg(price) from '{sys.argv[1]}'"
-    ).fetchone()
+    ).fetchall()
     assert (n, nulls) == (6000, 29 * 30) and not math.isnan(avg), (n, nulls, avg)
 except ImportError:
     pass
