@@ -396,14 +396,14 @@ fn append(batch: &mut Batch, dict: &mut CoinDict, rb: &RecordBatch) -> Result<()
         .as_primitive_opt::<TimestampMillisecondType>()
         .ok_or_else(|| corrupt("column `ts` is not a millisecond timestamp"))?;
     batch.ts.extend_from_slice(ts.values());
-    for (i, name) in FLOAT_COLUMNS.iter().enumerate() {
-        let v = floats(col(2 + i), name)?;
-        match i {
-            0 => batch.price.extend(v),
-            1 => batch.market_cap.extend(v),
-            2 => batch.volume.extend(v),
-            _ => batch.supply.extend(v),
-        }
+    let dest = [
+        &mut batch.price,
+        &mut batch.market_cap,
+        &mut batch.volume,
+        &mut batch.supply,
+    ];
+    for (i, (name, dest)) in FLOAT_COLUMNS.iter().zip(dest).enumerate() {
+        dest.extend(floats(col(2 + i), name)?);
     }
     let rank = col(6)
         .as_primitive_opt::<UInt32Type>()

@@ -243,8 +243,8 @@ fn integrity_block_sits_before_the_footer() {
     }
 }
 
-/// Reads a segment with pyarrow, the reference reader. Ignored by default: it needs `python3`
-/// with `pyarrow` installed (`pip install pyarrow`).
+/// Reads a segment with pyarrow, the reference reader, and with DuckDB and polars when they are
+/// installed. Ignored by default: it needs `python3` with `pyarrow` (`pip install pyarrow`).
 #[test]
 #[ignore]
 fn pyarrow_reads_the_segment() {
@@ -266,6 +266,21 @@ assert coins[0] == "coin-0" and coins[-1] == "coin-29"
 assert t.column("market_cap").null_count == 29 * 30, t.column("market_cap").null_count
 price = t.column("price").to_pylist()
 assert abs(price[1] - (1.0 + math.sin(1.0))) == 0.0, price[1]
+# DuckDB and polars too, when installed (`pip install duckdb polars`).
+try:
+    import duckdb
+    [(n, nulls, avg)] = duckdb.sql(
+        f"select count(*), count(*) - count(market_cap), avg(price) from '{sys.argv[1]}'"
+    ).fetchall()
+    assert (n, nulls) == (6000, 29 * 30) and not math.isnan(avg), (n, nulls, avg)
+except ImportError:
+    pass
+try:
+    import polars
+    df = polars.read_parquet(sys.argv[1])
+    assert df.height == 6000 and df["rank"].null_count() == 40 * 30, df
+except ImportError:
+    pass
 print("ok", t.num_rows)
 "#;
         let out = std::process::Command::new("python3")

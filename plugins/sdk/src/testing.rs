@@ -281,14 +281,18 @@ pub fn read_market_csv_gz(path: &str) -> std::io::Result<Batch> {
     Ok(b)
 }
 
-/// The body of a codec crate's `examples/measure.rs`: encodes and decodes the real data set
-/// (or `STRATA_BENCH_DATA`) with the options given as `key=value` arguments, checks the round
-/// trip, and prints bytes per row and rates. Run it with `--release`; it is a measurement, not
+/// The body of a codec crate's `examples/measure_*.rs`: encodes and decodes the real data set
+/// (or `STRATA_BENCH_DATA`; only its first `STRATA_BENCH_ROWS` rows when set) with the options
+/// given as `key=value` arguments, checks the round trip, and prints bytes per row and rates. Run it with `--release`; it is a measurement, not
 /// a test.
 pub fn measure_main(codec: &dyn Codec) {
     use std::time::Instant;
     let path = std::env::var("STRATA_BENCH_DATA").unwrap_or_else(|_| REAL_DATA.to_string());
-    let batch = read_market_csv_gz(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut batch = read_market_csv_gz(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    if let Ok(rows) = std::env::var("STRATA_BENCH_ROWS") {
+        let rows: u32 = rows.parse().expect("STRATA_BENCH_ROWS is a row count");
+        batch = batch.take(&(0..rows.min(batch.len() as u32)).collect::<Vec<_>>());
+    }
     let opts: Vec<(String, String)> = std::env::args()
         .skip(1)
         .map(|a| match a.split_once('=') {
