@@ -7,9 +7,18 @@
 //! recompiling strata.
 //!
 //! - [`plugin`]: the sandboxed plugin runtime, the built-in plugins and their conformance suite.
+//! - [`policy`]: tier policies (TOML): ages, retention plugins, codecs, segment layout.
+//! - [`compare`]: every codec on the same data, through wasm and natively (`strata compare`).
+//! - [`plan`]: storage and cost per tier per year for a policy (`strata plan`).
+//! - [`source`]: the ways data gets in — file readers (canonical CSV/JSONL, CoinGecko, CMC,
+//!   mapped CSVs) and the Coinpaprika client and collector.
 //!
 //! The batch type every layer shares is the SDK's [`Batch`](strata_plugin_sdk::Batch).
 
+pub mod compare;
+pub mod plan;
 pub mod plugin;
+pub mod policy;
+pub mod source;
 
 pub use strata_plugin_sdk as sdk;

@@ -52,6 +52,121 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Run every codec on the same data: size, speed through wasm and natively, plugin tax.
+    Compare {
+        /// Input data: CSV or JSONL (canonical, CoinGecko, ...), gzip-compressed or not.
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Codecs to compare (built-in names or .wasm paths), comma-separated, or `all`.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "all",
+            value_name = "A,B,..."
+        )]
+        codecs: Vec<String>,
+        /// A codec option, `codec.key=value` (e.g. `parquet.compression=brotli`); repeatable.
+        #[arg(long = "option", short = 'o', value_name = "CODEC.KEY=VALUE")]
+        options: Vec<String>,
+        /// Use only the first N rows of the input.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Timed runs per operation (the best is reported).
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        runs: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Also write a bar chart (bytes per record and throughput) to this SVG file.
+        #[arg(long, value_name = "FILE.svg")]
+        chart: Option<PathBuf>,
+    },
+    /// Storage per tier per year, and its cost, for a policy.
+    Plan {
+        /// Policy file (default: the built-in default policy).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Number of coins collected.
+        #[arg(long, default_value_t = 13_532)]
+        coins: u64,
+        /// Collection interval.
+        #[arg(long, default_value = "1h", value_name = "DURATION")]
+        interval: humantime::Duration,
+        /// Years to plan for.
+        #[arg(long, default_value_t = 5)]
+        years: u32,
+        /// Storage price, `class=USD per GB-month`; repeatable. Defaults: local-ssd=0.08,
+        /// object-standard=0.023, object-infrequent=0.0125, object-archive=0.00099.
+        #[arg(long = "price-per-gb", value_name = "CLASS=USD")]
+        prices: Vec<String>,
+        /// Data to measure each tier codec on (default: strata's real-data extract).
+        #[arg(long, value_name = "FILE")]
+        input: Option<PathBuf>,
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read a data file without storing it: print what was read, the rejected rows and the speed.
+    Parse {
+        /// The file (gzip is detected).
+        file: PathBuf,
+        #[command(flatten)]
+        source: SourceArgs,
+        /// Rejected rows to print.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        show_errors: usize,
+    },
+}
+
+/// How to read an input file (see `strata::source`).
+#[derive(Args)]
+struct SourceArgs {
+    /// Input format: auto, csv, jsonl, coingecko-csv, coingecko-2021-csv, cmc-ndjson,
+    /// coinpaprika-tickers, coinpaprika-historical.
+    #[arg(long, default_value = "auto", value_name = "FORMAT")]
+    format: strata::source::Format,
+    /// Column mapping for other CSVs, e.g. `coin=Symbol,ts=Date,price=Close`.
+    #[arg(long, value_name = "FIELD=COLUMN,...")]
+    map: Option<strata::source::ColumnMap>,
+    /// Unit of numeric timestamps in CSV input: s, ms, us or ns.
+    #[arg(long, default_value = "ms", value_name = "UNIT")]
+    ts_unit: strata::source::TsUnit,
+    /// strftime format of text timestamps in CSV input, e.g. `%Y-%m-%d` (UTC unless it has %z).
+    #[arg(long, value_name = "FORMAT")]
+    ts_format: Option<String>,
+    /// Coin id for inputs without one (a CSV without a coin column, a Coinpaprika historical
+    /// response).
+    #[arg(long, value_name = "ID")]
+    coin: Option<String>,
+    /// CSV field delimiter (one ASCII character).
+    #[arg(long, default_value = ",", value_name = "CHAR")]
+    delimiter: char,
+    /// Rows per chunk.
+    #[arg(long, default_value_t = 65_536, value_name = "ROWS")]
+    chunk_rows: usize,
+}
+
+impl SourceArgs {
+    fn options(&self) -> Result<strata::source::ReadOptions> {
+        if !self.delimiter.is_ascii() {
+            bail!(
+                "--delimiter must be one ASCII character, not `{}`",
+                self.delimiter
+            );
+        }
+        Ok(strata::source::ReadOptions {
+            chunk_rows: self.chunk_rows,
+            map: self.map.clone().unwrap_or_default(),
+            ts_unit: self.ts_unit,
+            ts_format: self.ts_format.clone(),
+            coin: self.coin.clone(),
+            delimiter: self.delimiter as u8,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -117,6 +232,134 @@ fn runtime(g: &Global) -> Result<Runtime> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Parse {
+            file,
+            source,
+            show_errors,
+        } => parse_file(&file, &source, show_errors),
+        Command::Compare {
+            input,
+            source,
+            codecs,
+            options,
+            limit,
+            runs,
+            json,
+            chart,
+        } => {
+            // Whole data sets go through one call: give plugins room for them.
+            let rt = runtime(&cli.global)?;
+            let rt = rt.with_limits(plugin::Limits {
+                time: rt.limits().time.max(Duration::from_secs(900)),
+                memory_bytes: rt.limits().memory_bytes.max(3 << 30),
+                output_bytes: rt.limits().output_bytes.max(2 << 30),
+            });
+            let mut batch = read_input(&input, &source)?;
+            if let Some(n) = limit.filter(|&n| n < batch.len()) {
+                batch = batch.take(&(0..n as u32).collect::<Vec<_>>());
+            }
+            let codecs = if codecs.iter().any(|c| c == "all") {
+                Vec::new()
+            } else {
+                codecs
+            };
+            let options = options
+                .iter()
+                .map(|o| {
+                    let (k, v) = o
+                        .split_once('=')
+                        .with_context(|| format!("option `{o}` is not CODEC.KEY=VALUE"))?;
+                    let (c, k) = k
+                        .split_once('.')
+                        .with_context(|| format!("option `{o}` is not CODEC.KEY=VALUE"))?;
+                    Ok((
+                        c.trim().to_string(),
+                        k.trim().to_string(),
+                        v.trim().to_string(),
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let opts = strata::compare::CompareOptions {
+                codecs,
+                options,
+                runs,
+            };
+            eprintln!(
+                "comparing codecs on {} rows of {}",
+                batch.len(),
+                input.display()
+            );
+            let figures = strata::compare::compare(&rt, &batch, &opts, |c| eprintln!("  {c}..."));
+            if json {
+                println!("{}", serde_json::to_string_pretty(&figures)?);
+            } else {
+                print!("{}", strata::compare::table(&figures));
+            }
+            if let Some(path) = chart {
+                let title = input
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                std::fs::write(&path, strata::compare::chart_svg(&figures, &title)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                eprintln!("chart written to {}", path.display());
+            }
+            let bad = figures
+                .iter()
+                .filter(|f| f.error.is_some() || !f.round_trip_ok)
+                .count();
+            Ok(if bad == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Plan {
+            policy,
+            coins,
+            interval,
+            years,
+            prices,
+            input,
+            source,
+            json,
+        } => {
+            let rt = runtime(&cli.global)?;
+            let policy = match policy {
+                Some(p) => strata::policy::load(&p)?,
+                None => strata::policy::default_policy(),
+            };
+            let mut opts = strata::plan::PlanOptions {
+                coins,
+                interval: interval.as_millis() as i64,
+                years,
+                ..Default::default()
+            };
+            for p in &prices {
+                let (k, v) = p
+                    .split_once('=')
+                    .with_context(|| format!("--price-per-gb `{p}` is not CLASS=USD"))?;
+                let v: f64 = v
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("--price-per-gb `{p}`: `{v}` is not a number"))?;
+                match opts.prices.iter_mut().find(|(c, _)| c == k.trim()) {
+                    Some(slot) => slot.1 = v,
+                    None => opts.prices.push((k.trim().to_string(), v)),
+                }
+            }
+            let sample = match input {
+                Some(path) => read_input(&path, &source)?,
+                None => plugin::conformance::real_extract(),
+            };
+            let plan = strata::plan::plan(&rt, &policy, &sample, &opts)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plan)?);
+            } else {
+                print!("{}", strata::plan::table(&plan));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Plugins { plugin_dir } => {
             let rt = runtime(&cli.global)?;
             list_plugins(&rt, plugin_dir)?;
@@ -153,6 +396,69 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// `strata parse`: reads a file through `strata::source` and summarises it.
+/// Reads a whole input file into one batch, reporting (and skipping) rows it cannot read.
+fn read_input(path: &std::path::Path, args: &SourceArgs) -> Result<strata::sdk::Batch> {
+    let mut batch = strata::sdk::Batch::default();
+    let mut rejected = 0usize;
+    for chunk in strata::source::open(path, args.format, &args.options()?)? {
+        let chunk = chunk?;
+        for e in chunk.errors.iter().take(5usize.saturating_sub(rejected)) {
+            eprintln!("skipping: {e}");
+        }
+        rejected += chunk.errors.len();
+        batch.extend_from(&chunk.batch);
+    }
+    if rejected > 0 {
+        eprintln!("skipped {rejected} rows that could not be read");
+    }
+    if batch.is_empty() {
+        bail!("{}: no rows to work on", path.display());
+    }
+    Ok(batch)
+}
+
+fn parse_file(file: &std::path::Path, args: &SourceArgs, show_errors: usize) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
+    let reader = strata::source::open(file, args.format, &args.options()?)?;
+    let format = reader.format();
+    let (mut rows, mut errors, mut chunks) = (0usize, 0usize, 0usize);
+    let mut coins = std::collections::HashSet::new();
+    let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
+    for chunk in reader {
+        let chunk = chunk?;
+        chunks += 1;
+        rows += chunk.batch.len();
+        for e in &chunk.errors {
+            if errors < show_errors {
+                println!("rejected: {e}");
+            }
+            errors += 1;
+        }
+        coins.extend(chunk.batch.coins);
+        if let (Some(lo), Some(hi)) = (chunk.batch.ts.iter().min(), chunk.batch.ts.iter().max()) {
+            min_ts = min_ts.min(*lo);
+            max_ts = max_ts.max(*hi);
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("format:   {format}");
+    println!("rows:     {rows} in {chunks} chunks, {} coins", coins.len());
+    println!("rejected: {errors}");
+    if rows > 0 {
+        let time = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(ms)
+                .map_or_else(|| format!("{ms} ms"), |t| t.to_rfc3339())
+        };
+        println!("time:     {} .. {}", time(min_ts), time(max_ts));
+    }
+    println!(
+        "speed:    {secs:.3} s, {:.2} M rows/s",
+        (rows + errors) as f64 / secs.max(1e-9) / 1e6
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn parse_options(raw: &[String]) -> Result<Vec<(String, String)>> {
     raw.iter()
         .map(|o| {
@@ -186,8 +492,8 @@ fn list_plugins(rt: &Runtime, dir: Option<PathBuf>) -> Result<()> {
         }
     }
     println!(
-        "{:<14} {:<7} {:<8} {:>9}  {:<16}  {}",
-        "NAME", "KIND", "VERSION", "SIZE", "SHA256", "SOURCE"
+        "{:<14} {:<7} {:<8} {:>9}  {:<16}  SOURCE",
+        "NAME", "KIND", "VERSION", "SIZE", "SHA256"
     );
     for (source, p) in &rows {
         let m = p.meta();

@@ -26,6 +26,14 @@ macro_rules! conversions {
                 volume: b.volume.clone(),
                 supply: b.supply.clone(),
                 rank: b.rank.clone(),
+                extra: b
+                    .extra
+                    .iter()
+                    .map(|c| wit::Column {
+                        name: c.name.clone(),
+                        values: c.values.clone(),
+                    })
+                    .collect(),
             }
         }
 
@@ -39,6 +47,14 @@ macro_rules! conversions {
                 volume: b.volume,
                 supply: b.supply,
                 rank: b.rank,
+                extra: b
+                    .extra
+                    .into_iter()
+                    .map(|c| sdk::Column {
+                        name: c.name,
+                        values: c.values,
+                    })
+                    .collect(),
             }
         }
 

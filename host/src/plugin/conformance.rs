@@ -112,13 +112,15 @@ const T0: i64 = 1_700_000_000_000;
 fn series(coins: usize, hours: i64, seed: u64) -> Batch {
     let mut rng = Rng(seed);
     let names: Vec<String> = (0..coins).map(|i| format!("coin-{i:05}")).collect();
-    let mut b = Batch::default();
-    b.coins = names;
+    let mut b = Batch {
+        coins: names,
+        ..Batch::default()
+    };
     for c in 0..coins {
         let mut price = 10f64.powf(rng.unit() * 8.0 - 4.0);
         let supply = (rng.unit() * 1e9).round();
         for h in 0..hours {
-            if rng.next() % 17 == 0 {
+            if rng.next().is_multiple_of(17) {
                 continue; // a missing hour
             }
             price *= 1.0 + (rng.unit() - 0.5) * 0.02;
@@ -271,6 +273,32 @@ fn run_codec(codec: &CodecPlugin, opts: &[(String, String)], report: &mut Report
         }
         report.check(format!("round trip: {name}"), outcome.map(|_| ()));
     }
+
+    // Extra columns (a rollup's aggregates): stored bit for bit, or refused, never dropped.
+    let mut with_extra = series(3, 30, 4);
+    for (k, name) in ["open", "high", "low"].iter().enumerate() {
+        let c = with_extra.add_extra(name);
+        for (i, v) in with_extra.extra[c].values.iter_mut().enumerate() {
+            *v = if i % 7 == k {
+                f64::NAN
+            } else {
+                i as f64 * 1.25 - k as f64
+            };
+        }
+    }
+    let outcome = if info.extra_columns {
+        round_trip(codec, &with_extra, opts).map(|_| ())
+    } else {
+        match codec.encode(&with_extra, opts) {
+            Err(CallError {
+                kind: CallErrorKind::Plugin(strata_plugin_sdk::Error::Unsupported(_)),
+                ..
+            }) => Ok(()),
+            Err(e) => Err(format!("expected `unsupported`, got: {e}")),
+            Ok(_) => Err("accepted extra columns although it says it does not store them".into()),
+        }
+    };
+    report.check("extra columns", outcome);
 
     // Coin filter: whatever the codec does with it, the rows of the wanted coins come back.
     let real = real_extract();
@@ -444,6 +472,35 @@ fn run_policy(policy: &PolicyPlugin, opts: &[(String, String)], report: &mut Rep
             } else {
                 Ok(())
             },
+        );
+    }
+
+    if let Selection::Rollup(r) = &whole {
+        let outcome = policy
+            .bucket_starts(&data.ts, opts)
+            .map_err(|e| e.to_string())
+            .and_then(|starts| {
+                let mut keys: Vec<(u32, i64)> =
+                    data.coin_index.iter().copied().zip(starts).collect();
+                keys.dedup();
+                let got: Vec<(&str, i64)> = r.rows().map(|row| (row.coin, row.ts)).collect();
+                let expect: Vec<(&str, i64)> = keys
+                    .iter()
+                    .map(|&(c, s)| (data.coins[c as usize].as_str(), s))
+                    .collect();
+                if got == expect {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{} rollup rows for {} (coin, bucket) pairs, or not at bucket starts",
+                        got.len(),
+                        expect.len()
+                    ))
+                }
+            });
+        report.check(
+            "rollup: one row per coin per bucket, at the bucket start",
+            outcome,
         );
     }
 

@@ -266,12 +266,35 @@ struct Inner {
     linker: Linker<HostState>,
     cache: CompileCache,
     limits: Limits,
-    stop_ticker: Arc<AtomicBool>,
+    _ticker: Arc<Ticker>,
 }
 
-impl Drop for Inner {
+/// The thread that advances the engine's epoch every [`TICK`]; stops when the last runtime
+/// sharing the engine is dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    fn start(engine: &Engine) -> Result<Ticker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (engine, flag) = (engine.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("strata-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .context("starting the plugin epoch ticker")?;
+        Ok(Ticker { stop })
+    }
+}
+
+impl Drop for Ticker {
     fn drop(&mut self) {
-        self.stop_ticker.store(true, Ordering::Relaxed);
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -284,25 +307,13 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
 
-        let stop_ticker = Arc::new(AtomicBool::new(false));
-        let (ticker_engine, stop) = (engine.clone(), stop_ticker.clone());
-        std::thread::Builder::new()
-            .name("strata-epoch".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(TICK);
-                    ticker_engine.increment_epoch();
-                }
-            })
-            .context("starting the plugin epoch ticker")?;
-
         Ok(Runtime {
             inner: Arc::new(Inner {
                 cache: CompileCache::new(&engine, config.cache_dir),
+                _ticker: Arc::new(Ticker::start(&engine)?),
                 engine,
                 linker,
                 limits: config.limits,
-                stop_ticker,
             }),
         })
     }
@@ -319,7 +330,7 @@ impl Runtime {
                 linker: self.inner.linker.clone(),
                 cache: self.inner.cache.clone(),
                 limits,
-                stop_ticker: self.inner.stop_ticker.clone(),
+                _ticker: self.inner._ticker.clone(),
             }),
         }
     }
@@ -505,7 +516,7 @@ impl Runtime {
                 CallErrorKind::Memory(limits.memory_bytes)
             } else if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
                 CallErrorKind::Timeout(limits.time)
-            } else if format!("{e:?}").contains("HostcallFuelExhausted") {
+            } else if format!("{e:?}").contains("fuel allocated for hostcalls") {
                 CallErrorKind::Output(limits.output_bytes)
             } else {
                 CallErrorKind::Trap(format!("{e:?}"))
@@ -532,6 +543,7 @@ fn placeholder_codec_info() -> sdk::CodecInfo {
         lossless: false,
         sorts_rows: false,
         filter_pushdown: false,
+        extra_columns: false,
     }
 }
 
@@ -591,6 +603,7 @@ impl CodecPlugin {
             lossless: i.lossless,
             sorts_rows: i.sorts_rows,
             filter_pushdown: i.filter_pushdown,
+            extra_columns: i.extra_columns,
         })
     }
 

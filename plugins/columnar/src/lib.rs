@@ -65,6 +65,7 @@ impl Codec for Columnar {
             lossless: true,
             sorts_rows: true,
             filter_pushdown: true,
+            extra_columns: false,
         }
     }
 

@@ -31,6 +31,7 @@ impl Codec for JsonlGzip {
             lossless: true,
             sorts_rows: false,
             filter_pushdown: false,
+            extra_columns: true,
         }
     }
 

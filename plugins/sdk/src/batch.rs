@@ -16,7 +16,28 @@ pub struct Batch {
     pub volume: Vec<f64>,
     pub supply: Vec<f64>,
     pub rank: Vec<u32>,
+    /// Extra per-row float columns (a rollup's `open`, `high`, `low`, `count`). Empty for raw
+    /// observations. [`Batch::push`] appends NaN to each, so lengths always agree.
+    pub extra: Vec<Column>,
 }
+
+/// A named extra column of the batch (the WIT `column`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Column {
+    pub name: String,
+    pub values: Vec<f64>,
+}
+
+/// The names of the fixed columns, which an extra column may not take.
+pub const FIXED_COLUMNS: [&str; 7] = [
+    "coin",
+    "ts",
+    "price",
+    "market_cap",
+    "volume",
+    "supply",
+    "rank",
+];
 
 /// One row of a batch, by value.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -55,7 +76,28 @@ impl Batch {
             volume: Vec::with_capacity(rows),
             supply: Vec::with_capacity(rows),
             rank: Vec::with_capacity(rows),
+            extra: Vec::new(),
         }
+    }
+
+    /// The extra column called `name`, if any.
+    pub fn extra(&self, name: &str) -> Option<&[f64]> {
+        self.extra
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.values.as_slice())
+    }
+
+    /// Adds an extra column `name`, NaN for every existing row, and returns its position.
+    pub fn add_extra(&mut self, name: &str) -> usize {
+        if let Some(i) = self.extra.iter().position(|c| c.name == name) {
+            return i;
+        }
+        self.extra.push(Column {
+            name: name.to_string(),
+            values: vec![f64::NAN; self.len()],
+        });
+        self.extra.len() - 1
     }
 
     /// Number of rows.
@@ -104,6 +146,9 @@ impl Batch {
         self.volume.push(volume);
         self.supply.push(supply);
         self.rank.push(rank);
+        for c in &mut self.extra {
+            c.values.push(f64::NAN);
+        }
     }
 
     /// Appends a copy of `row`, adding its coin to the dictionary through `dict` when new.
@@ -136,6 +181,24 @@ impl Batch {
             if len != n {
                 return Err(Error::CorruptInput(format!(
                     "column `{name}` has {len} rows but `ts` has {n}"
+                )));
+            }
+        }
+        for (k, c) in self.extra.iter().enumerate() {
+            if c.values.len() != n {
+                return Err(Error::CorruptInput(format!(
+                    "extra column `{}` has {} rows but `ts` has {n}",
+                    c.name,
+                    c.values.len()
+                )));
+            }
+            if c.name.is_empty()
+                || FIXED_COLUMNS.contains(&c.name.as_str())
+                || self.extra[..k].iter().any(|o| o.name == c.name)
+            {
+                return Err(Error::CorruptInput(format!(
+                    "extra column name `{}` is empty, repeated or a fixed column's",
+                    c.name
                 )));
             }
         }
@@ -195,6 +258,14 @@ impl Batch {
     /// coins those rows use, in order of first use.
     pub fn take(&self, indices: &[u32]) -> Batch {
         let mut out = Batch::with_capacity(indices.len());
+        out.extra = self
+            .extra
+            .iter()
+            .map(|c| Column {
+                name: c.name.clone(),
+                values: indices.iter().map(|&i| c.values[i as usize]).collect(),
+            })
+            .collect();
         let mut remap = vec![u32::MAX; self.coins.len()];
         for &i in indices {
             let i = i as usize;
@@ -203,15 +274,13 @@ impl Batch {
                 remap[old] = out.coins.len() as u32;
                 out.coins.push(self.coins[old].clone());
             }
-            out.push(
-                remap[old],
-                self.ts[i],
-                self.price[i],
-                self.market_cap[i],
-                self.volume[i],
-                self.supply[i],
-                self.rank[i],
-            );
+            out.coin_index.push(remap[old]);
+            out.ts.push(self.ts[i]);
+            out.price.push(self.price[i]);
+            out.market_cap.push(self.market_cap[i]);
+            out.volume.push(self.volume[i]);
+            out.supply.push(self.supply[i]);
+            out.rank.push(self.rank[i]);
         }
         out
     }
@@ -230,8 +299,15 @@ impl Batch {
         self.take(&keep)
     }
 
-    /// Appends all rows of `other`, merging dictionaries.
+    /// Appends all rows of `other`, merging dictionaries and extra columns (a column one side
+    /// lacks is NaN there).
     pub fn extend_from(&mut self, other: &Batch) {
+        let before = self.len();
+        let targets: Vec<usize> = other
+            .extra
+            .iter()
+            .map(|c| self.add_extra(&c.name))
+            .collect();
         let mut dict = CoinDict::from_coins(&self.coins);
         let map: Vec<u32> = other
             .coins
@@ -249,12 +325,15 @@ impl Batch {
                 other.rank[i],
             );
         }
+        for (c, &t) in other.extra.iter().zip(&targets) {
+            self.extra[t].values[before..].copy_from_slice(&c.values);
+        }
     }
 
     /// True when both batches hold the same rows, bit for bit, in the same order (dictionaries
     /// may differ in order and unused entries).
     pub fn bit_eq(&self, other: &Batch) -> bool {
-        self.len() == other.len() && self.rows().zip(other.rows()).all(|(a, b)| a.bit_eq(&b))
+        self.first_difference(other).is_none()
     }
 
     /// The first row where the two batches differ, for test failure messages.
@@ -262,11 +341,39 @@ impl Batch {
         if self.len() != other.len() {
             return Some(format!("{} rows vs {} rows", self.len(), other.len()));
         }
-        self.rows()
+        if let Some(d) = self
+            .rows()
             .zip(other.rows())
             .enumerate()
             .find(|(_, (a, b))| !a.bit_eq(b))
             .map(|(i, (a, b))| format!("row {i}: {a:?} vs {b:?}"))
+        {
+            return Some(d);
+        }
+        fn names(b: &Batch) -> Vec<&str> {
+            let mut n: Vec<&str> = b.extra.iter().map(|c| c.name.as_str()).collect();
+            n.sort_unstable();
+            n
+        }
+        if names(self) != names(other) {
+            return Some(format!(
+                "extra columns {:?} vs {:?}",
+                names(self),
+                names(other)
+            ));
+        }
+        for c in &self.extra {
+            let theirs = other.extra(&c.name).expect("same names");
+            if let Some(i) =
+                (0..c.values.len()).find(|&i| c.values[i].to_bits() != theirs[i].to_bits())
+            {
+                return Some(format!(
+                    "row {i}: extra column `{}`: {:?} vs {:?}",
+                    c.name, c.values[i], theirs[i]
+                ));
+            }
+        }
+        None
     }
 }
 
@@ -358,6 +465,28 @@ mod tests {
         b.volume[1] = 0.0;
         assert!(!a.bit_eq(&b));
         assert!(a.first_difference(&b).unwrap().starts_with("row 1"));
+    }
+
+    #[test]
+    fn extra_columns_follow_rows() {
+        let mut a = sample();
+        let k = a.add_extra("high");
+        a.extra[k].values = vec![1.0, 2.0, 3.0, 4.0];
+        assert!(a.validate().is_ok());
+        let s = a.sorted();
+        assert_eq!(s.extra("high").unwrap(), [4.0, 2.0, 3.0, 1.0]);
+        let mut b = sample();
+        b.extend_from(&a);
+        assert_eq!(b.extra("high").unwrap().len(), 8);
+        assert!(b.extra("high").unwrap()[0].is_nan());
+        assert_eq!(b.extra("high").unwrap()[7], 4.0);
+        assert!(!b.bit_eq(&{
+            let mut c = b.clone();
+            c.extra[0].values[7] = 5.0;
+            c
+        }));
+        a.extra[k].name = "price".into();
+        assert!(a.validate().is_err());
     }
 
     #[test]

@@ -24,6 +24,14 @@ macro_rules! conversions {
                     volume: b.volume,
                     supply: b.supply,
                     rank: b.rank,
+                    extra: b
+                        .extra
+                        .into_iter()
+                        .map(|c| wit::Column {
+                            name: c.name,
+                            values: c.values,
+                        })
+                        .collect(),
                 }
             }
         }
@@ -39,6 +47,14 @@ macro_rules! conversions {
                     volume: b.volume,
                     supply: b.supply,
                     rank: b.rank,
+                    extra: b
+                        .extra
+                        .into_iter()
+                        .map(|c| crate::Column {
+                            name: c.name,
+                            values: c.values,
+                        })
+                        .collect(),
                 }
             }
         }
@@ -103,6 +119,7 @@ mod codec_glue {
                 lossless: i.lossless,
                 sorts_rows: i.sorts_rows,
                 filter_pushdown: i.filter_pushdown,
+                extra_columns: i.extra_columns,
             }
         }
 

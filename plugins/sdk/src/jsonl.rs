@@ -7,7 +7,8 @@
 //!   its sign, subnormals and `1e-36` survive);
 //! - NaN ("unknown") is `null`; ±infinity, which JSON numbers cannot hold, are the strings
 //!   `"Infinity"` and `"-Infinity"`;
-//! - `rank` 0 means unknown, as in the batch.
+//! - `rank` 0 means unknown, as in the batch;
+//! - extra columns (a rollup's `open`, `high`, ...) follow as further keys, written like floats.
 //!
 //! `jq` reads it as it is; the reader accepts keys in any order and ignores unknown keys.
 
@@ -23,6 +24,16 @@ pub fn write(batch: &Batch, out: &mut Vec<u8>) {
     for c in &batch.coins {
         coin_json.push(serde_json::to_vec(c).expect("a string always serialises"));
     }
+    let extra_keys: Vec<Vec<u8>> = batch
+        .extra
+        .iter()
+        .map(|c| {
+            let mut k = b",".to_vec();
+            k.extend(serde_json::to_vec(&c.name).expect("a string always serialises"));
+            k.push(b':');
+            k
+        })
+        .collect();
     let mut num = ryu::Buffer::new();
     let mut int = itoa::Buffer::new();
     let mut float = |out: &mut Vec<u8>, v: f64| {
@@ -53,6 +64,10 @@ pub fn write(batch: &Batch, out: &mut Vec<u8>) {
         float(out, batch.supply[i]);
         out.extend_from_slice(b",\"rank\":");
         out.extend_from_slice(int.format(batch.rank[i]).as_bytes());
+        for (key, col) in extra_keys.iter().zip(&batch.extra) {
+            out.extend_from_slice(key);
+            float(out, col.values[i]);
+        }
         out.extend_from_slice(b"}\n");
     }
 }
@@ -68,6 +83,9 @@ struct Line<'a> {
     supply: Float,
     #[serde(default)]
     rank: u32,
+    /// Any other key is an extra column.
+    #[serde(flatten)]
+    extra: std::collections::BTreeMap<String, Float>,
 }
 
 /// A JSON float as this format writes it: number, `null` or an infinity string.
@@ -123,6 +141,13 @@ pub fn read(text: &[u8], coins: Option<&[String]>) -> Result<Batch> {
             row.supply.0,
             row.rank,
         );
+        for (name, v) in row.extra {
+            let k = batch.add_extra(&name);
+            *batch.extra[k]
+                .values
+                .last_mut()
+                .expect("a row was just pushed") = v.0;
+        }
     }
     Ok(batch)
 }
@@ -158,6 +183,9 @@ mod tests {
             };
             b.push_row(&row, &mut d);
         }
+        let k = b.add_extra("high");
+        b.extra[k].values[2] = -0.0;
+        b.extra[k].values[3] = 7.25;
         let mut text = Vec::new();
         write(&b, &mut text);
         let back = read(&text, None).unwrap();

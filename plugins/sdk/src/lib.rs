@@ -21,7 +21,7 @@ mod options;
 #[cfg(feature = "jsonl")]
 pub mod jsonl;
 
-pub use batch::{Batch, CoinDict, Row};
+pub use batch::{Batch, CoinDict, Column, FIXED_COLUMNS, Row};
 pub use error::{Error, Result};
 pub use options::Options;
 
@@ -69,6 +69,8 @@ pub struct CodecInfo {
     pub lossless: bool,
     pub sorts_rows: bool,
     pub filter_pushdown: bool,
+    /// Whether the codec stores [`Batch::extra`] columns.
+    pub extra_columns: bool,
 }
 
 /// What a retention policy says about itself (the WIT `policy-info`).
@@ -118,8 +120,16 @@ pub fn encode_checked(
     batch: &Batch,
     opts: &[(String, String)],
 ) -> Result<Vec<u8>> {
-    let opts = Options::parse(opts, &codec.describe().info.options)?;
+    let info = codec.describe();
+    let opts = Options::parse(opts, &info.info.options)?;
     batch.validate()?;
+    if !batch.extra.is_empty() && !info.extra_columns {
+        return Err(Error::Unsupported(format!(
+            "`{}` does not store extra columns (this batch has {}); use a codec that does, e.g. jsonl-gzip",
+            info.info.name,
+            batch.extra.len()
+        )));
+    }
     codec.encode(batch, &opts)
 }
 
