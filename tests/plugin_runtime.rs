@@ -93,6 +93,62 @@ mod each_builtin {
         assert_eq!(&bytes[..2], &[0x1f, 0x8b], "gzip magic");
     }
 
+    /// The bytes a built-in codec makes of the real-data extract.
+    fn encoded(name: &str, options: &[(String, String)]) -> Vec<u8> {
+        runtime()
+            .codec(&PluginRef::parse(name))
+            .unwrap()
+            .encode(&conformance::real_extract(), options)
+            .unwrap()
+    }
+
+    #[test]
+    fn jsonl() {
+        wasm_and_native_agree("jsonl", &[]);
+        let text = String::from_utf8(encoded("jsonl", &[])).unwrap();
+        let data = conformance::real_extract();
+        assert_eq!(text.lines().count(), data.len());
+        assert!(text.lines().all(|l| l.starts_with("{\"coin\":") && l.ends_with('}')));
+    }
+
+    #[test]
+    fn jsonl_brotli() {
+        wasm_and_native_agree("jsonl-brotli", &opts(&[("quality", "9")]));
+        let q1 = encoded("jsonl-brotli", &opts(&[("quality", "1")]));
+        let q9 = encoded("jsonl-brotli", &opts(&[("quality", "9")]));
+        assert!(q9.len() < q1.len(), "quality 9 ({}) should beat quality 1 ({})", q9.len(), q1.len());
+        let err = runtime()
+            .codec(&PluginRef::parse("jsonl-brotli"))
+            .unwrap()
+            .encode(&Batch::default(), &opts(&[("quality", "12")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("quality"), "{err}");
+    }
+
+    #[test]
+    fn msgpack_gzip() {
+        wasm_and_native_agree("msgpack-gzip", &[]);
+        assert_eq!(&encoded("msgpack-gzip", &[])[..2], &[0x1f, 0x8b], "gzip magic");
+    }
+
+    #[test]
+    fn protobuf() {
+        wasm_and_native_agree("protobuf", &[]);
+        // The shipped schema is in the repository beside the plugin.
+        let proto = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/protobuf/strata.proto")).unwrap();
+        assert!(proto.contains("syntax = \"proto3\""));
+    }
+
+    #[test]
+    fn parquet() {
+        for c in ["snappy", "gzip", "brotli", "lz4", "none"] {
+            wasm_and_native_agree("parquet", &opts(&[("compression", c)]));
+            let bytes = encoded("parquet", &opts(&[("compression", c)]));
+            assert_eq!(&bytes[..4], b"PAR1", "{c}");
+            assert_eq!(&bytes[bytes.len() - 4..], b"PAR1", "{c}");
+        }
+    }
+
     #[test]
     fn columnar() {
         wasm_and_native_agree("columnar", &[]);

@@ -2,12 +2,7 @@
 //! gzip-compressed. The original prototype's recommended format, kept for readability:
 //! `zcat segment.jsonl.gz | jq` works on any segment.
 
-use std::io::{Read, Write};
-
-use flate2::{Compression, read::MultiGzDecoder, write::GzEncoder};
-use strata_plugin_sdk::{
-    Batch, Codec, CodecInfo, Error, OptionSpec, Options, PluginInfo, Result, jsonl,
-};
+use strata_plugin_sdk::{Batch, Codec, CodecInfo, Options, PluginInfo, Result, gzip, jsonl};
 
 #[derive(Default)]
 pub struct JsonlGzip;
@@ -19,12 +14,7 @@ impl Codec for JsonlGzip {
                 name: "jsonl-gzip".into(),
                 version: env!("CARGO_PKG_VERSION").into(),
                 description: "JSON Lines, gzip-compressed; readable with zcat | jq".into(),
-                options: vec![OptionSpec::new(
-                    "level",
-                    "integer 0..=9",
-                    "6",
-                    "gzip compression level (0 = store, 9 = smallest)",
-                )],
+                options: vec![gzip::level_option()],
             },
             extension: "jsonl.gz".into(),
             media_type: "application/gzip".into(),
@@ -36,21 +26,14 @@ impl Codec for JsonlGzip {
     }
 
     fn encode(&self, batch: &Batch, opts: &Options) -> Result<Vec<u8>> {
-        let level = opts.int("level", 0, 9, 6)? as u32;
+        let level = gzip::level(opts)?;
         let mut text = Vec::with_capacity(batch.len() * 140);
         jsonl::write(batch, &mut text);
-        let mut gz = GzEncoder::new(Vec::with_capacity(text.len() / 4), Compression::new(level));
-        gz.write_all(&text)
-            .and_then(|()| gz.finish())
-            .map_err(|e| Error::Internal(format!("gzip: {e}")))
+        gzip::compress(&text, level)
     }
 
     fn decode(&self, bytes: &[u8], coins: Option<&[String]>) -> Result<Batch> {
-        let mut text = Vec::with_capacity(bytes.len() * 4);
-        MultiGzDecoder::new(bytes)
-            .read_to_end(&mut text)
-            .map_err(|e| Error::corrupt(format!("gzip: {e}")))?;
-        jsonl::read(&text, coins)
+        jsonl::read(&gzip::decompress(bytes)?, coins)
     }
 }
 
@@ -58,6 +41,12 @@ strata_plugin_sdk::export_codec!(JsonlGzip);
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
+
+    use flate2::read::MultiGzDecoder;
+    use proptest::prelude::*;
+    use strata_plugin_sdk::testing;
+
     use super::*;
 
     #[test]
@@ -76,5 +65,30 @@ mod tests {
         );
         let level = [("level".to_string(), "10".to_string())];
         assert!(strata_plugin_sdk::encode_checked(&JsonlGzip, &b, &level).is_err());
+    }
+
+    #[test]
+    fn edge_cases_round_trip_at_every_level() {
+        for (name, batch) in testing::edge_cases() {
+            for level in ["0", "1", "6", "9"] {
+                let bytes = testing::assert_round_trip(&JsonlGzip, &batch, &[("level", level)]);
+                assert!(!bytes.is_empty(), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn damaged_input_is_an_error_or_a_subset() {
+        for (_, batch) in testing::edge_cases() {
+            testing::assert_rejects_damage(&JsonlGzip, &batch, &[]);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn round_trips_any_batch(batch in testing::arb_batch(200)) {
+            testing::assert_round_trip(&JsonlGzip, &batch, &[("level", "1")]);
+        }
     }
 }

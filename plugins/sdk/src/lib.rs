@@ -18,8 +18,12 @@ pub mod bucket;
 mod error;
 mod options;
 
+#[cfg(feature = "gzip")]
+pub mod gzip;
 #[cfg(feature = "jsonl")]
 pub mod jsonl;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use batch::{Batch, CoinDict, Column, FIXED_COLUMNS, Row};
 pub use error::{Error, Result};
