@@ -3,18 +3,22 @@
 //!
 //! ```text
 //! "STRCOL" version:u8 flags:u8 crc32:u32le | payload
-//! payload = block:varint entropy:u8 coins:varint rows:varint [tables]
+//! payload = block:varint entropy:u8 coins:varint rows:varint
+//!           [extras:varint (per extra column: name_len:varint name)]   (flag EXTRA)
+//!           [tables]
 //!           directory (per coin: id_len:varint id rows:varint section_len:varint)
 //!           sections  (per coin: [rans_len:varint rans] bits)
 //! ```
 //!
 //! Rows are sorted by (coin id, ts); each coin's section is independent, so a coin filter skips
-//! the sections of other coins by their lengths in the directory. See `docs/columnar.md`.
+//! the sections of other coins by their lengths in the directory. Extra columns (a rollup's
+//! `open`, `high`, ...) are named in the payload header and coded in every block after the
+//! fixed columns, with the float coders. See `docs/columnar.md`.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use strata_plugin_sdk::{Batch, Error, Result};
+use strata_plugin_sdk::{Batch, Column, Error, FIXED_COLUMNS, Result};
 
 use crate::bitio::{BitReader, BitWriter, ByteReader, put_varint};
 use crate::entropy::{
@@ -25,6 +29,9 @@ use crate::{ints, timestamps};
 
 pub const MAGIC: &[u8; 6] = b"STRCOL";
 pub const VERSION: u8 = 1;
+/// Header flag: the payload names extra columns and every block codes them. Segments without
+/// extra columns leave it clear, so they stay readable by readers that predate it.
+pub const FLAG_EXTRA: u8 = 1;
 const HEADER_LEN: usize = 12;
 /// The largest block a segment may declare.
 pub const MAX_BLOCK: usize = 1 << 20;
@@ -34,6 +41,7 @@ const FAM_SUPPLY: usize = 3;
 const FAM_MCAP: usize = 4;
 const FAM_VOLUME: usize = 5;
 const FAM_RANK: usize = 6;
+const FAM_EXTRA: usize = 7;
 
 /// Predictors each float column may use (price and supply come first in a row, so only
 /// market cap and volume can lean on them).
@@ -41,6 +49,8 @@ const PRICE_PREDS: &[Pred] = &[Pred::Prev];
 const SUPPLY_PREDS: &[Pred] = &[Pred::Prev];
 const MCAP_PREDS: &[Pred] = &[Pred::Prev, Pred::Ratio, Pred::Product, Pred::RatioMedian];
 const VOLUME_PREDS: &[Pred] = &[Pred::Prev, Pred::Ratio];
+/// Extra columns are often price-like (`open`, `high`, `low`), so they may scale with price.
+const EXTRA_PREDS: &[Pred] = &[Pred::Prev, Pred::Ratio];
 
 /// Encoder settings (the codec's options).
 #[derive(Clone, Copy, Debug)]
@@ -57,6 +67,7 @@ struct CoinCols<'a> {
     mcap: &'a [f64],
     volume: &'a [f64],
     rank: &'a [u32],
+    extra: Vec<&'a [f64]>,
 }
 
 #[derive(Default)]
@@ -73,6 +84,7 @@ fn encode_coin(
     let mut bits = BitWriter::default();
     let mut ts_state = timestamps::TsState::default();
     let mut ctx = [0usize; NFAM];
+    let mut extra_ctx = vec![0usize; c.extra.len()];
     let refs = Refs {
         price: c.price,
         supply: c.supply,
@@ -100,6 +112,19 @@ fn encode_coin(
             sink,
             &mut bits,
         );
+        for (col, ctx) in c.extra.iter().zip(&mut extra_ctx) {
+            floats::encode_block(
+                col,
+                lo,
+                hi,
+                EXTRA_PREDS,
+                refs,
+                FAM_EXTRA,
+                ctx,
+                sink,
+                &mut bits,
+            );
+        }
     }
     bits.finish()
 }
@@ -113,6 +138,7 @@ struct Sorted<'a> {
     mcap: Cow<'a, [f64]>,
     volume: Cow<'a, [f64]>,
     rank: Cow<'a, [u32]>,
+    extra: Vec<Cow<'a, [f64]>>,
 }
 
 fn sort(batch: &Batch) -> Sorted<'_> {
@@ -132,6 +158,11 @@ fn sort(batch: &Batch) -> Sorted<'_> {
             mcap: Cow::Borrowed(&batch.market_cap),
             volume: Cow::Borrowed(&batch.volume),
             rank: Cow::Borrowed(&batch.rank),
+            extra: batch
+                .extra
+                .iter()
+                .map(|c| Cow::Borrowed(c.values.as_slice()))
+                .collect(),
         };
     }
     let mut order: Vec<usize> = (0..batch.len()).collect();
@@ -147,6 +178,11 @@ fn sort(batch: &Batch) -> Sorted<'_> {
         mcap: gather(&batch.market_cap, &order),
         volume: gather(&batch.volume, &order),
         rank: gather(&batch.rank, &order),
+        extra: batch
+            .extra
+            .iter()
+            .map(|c| gather(&c.values, &order))
+            .collect(),
     }
 }
 
@@ -214,6 +250,7 @@ pub fn encode_with_report(
             mcap: &s.mcap[lo..hi],
             volume: &s.volume[lo..hi],
             rank: &s.rank[lo..hi],
+            extra: s.extra.iter().map(|c| &c[lo..hi]).collect(),
         };
         let first = log.syms.len();
         let bits = if p.entropy {
@@ -229,12 +266,23 @@ pub fn encode_with_report(
     let mut out = Vec::with_capacity(HEADER_LEN + bit_bytes + log.syms.len() / 2 + runs.len() * 24);
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
-    out.push(0); // flags: none defined in version 1
+    out.push(if batch.extra.is_empty() {
+        0
+    } else {
+        FLAG_EXTRA
+    });
     out.extend_from_slice(&[0; 4]);
     put_varint(&mut out, p.block as u64);
     out.push(u8::from(p.entropy));
     put_varint(&mut out, runs.len() as u64);
     put_varint(&mut out, s.ts.len() as u64);
+    if !batch.extra.is_empty() {
+        put_varint(&mut out, batch.extra.len() as u64);
+        for c in &batch.extra {
+            put_varint(&mut out, c.name.len() as u64);
+            out.extend_from_slice(c.name.as_bytes());
+        }
+    }
     let mut rans = Vec::with_capacity(sections.len());
     if p.entropy {
         let mut counts = Counts::default();
@@ -296,6 +344,7 @@ fn decode_coin(
     let start = out.len();
     let mut ts_state = timestamps::TsState::default();
     let mut ctx = [0usize; NFAM];
+    let mut extra_ctx = vec![0usize; out.extra.len()];
     let mut done = 0;
     while done < rows {
         let n = block.min(rows - done);
@@ -361,10 +410,41 @@ fn decode_coin(
             src,
             bits,
         )?;
+        let refs = Refs {
+            price: &out.price[start..],
+            supply: &out.supply[start..],
+        };
+        for (col, ctx) in out.extra.iter_mut().zip(&mut extra_ctx) {
+            floats::decode_block(&mut col.values, start, n, refs, FAM_EXTRA, ctx, src, bits)?;
+        }
         out.coin_index.extend(std::iter::repeat_n(coin, n));
         done += n;
     }
     Ok(())
+}
+
+/// Reads the names of the extra columns, which must be what [`Batch::validate`] accepts.
+fn read_extra_names(r: &mut ByteReader<'_>) -> Result<Vec<String>> {
+    // Every name takes at least 2 bytes.
+    let n = r.varint_max(r.remaining() as u64 / 2, "extra column count")? as usize;
+    if n == 0 {
+        return Err(Error::corrupt(
+            "the extra-columns flag is set but no column is named",
+        ));
+    }
+    let mut names: Vec<String> = Vec::with_capacity(n);
+    for i in 0..n {
+        let len = r.varint("extra column name length")?;
+        let name = std::str::from_utf8(r.bytes(len, "extra column name")?)
+            .map_err(|_| Error::corrupt(format!("extra column {i}: name is not UTF-8")))?;
+        if name.is_empty() || FIXED_COLUMNS.contains(&name) || names.iter().any(|o| o == name) {
+            return Err(Error::corrupt(format!(
+                "extra column {i}: name `{name}` is empty, repeated or a fixed column's"
+            )));
+        }
+        names.push(name.to_owned());
+    }
+    Ok(names)
 }
 
 struct Entry<'a> {
@@ -384,7 +464,7 @@ pub fn decode(bytes: &[u8], coins: Option<&[String]>) -> Result<Batch> {
             bytes[6]
         )));
     }
-    if bytes[7] != 0 {
+    if bytes[7] & !FLAG_EXTRA != 0 {
         return Err(Error::corrupt(format!(
             "unknown header flags {:#04x}",
             bytes[7]
@@ -408,6 +488,11 @@ pub fn decode(bytes: &[u8], coins: Option<&[String]>) -> Result<Batch> {
     // Every directory entry takes at least 3 bytes.
     let n_coins = r.varint_max(r.remaining() as u64 / 3, "coin count")? as usize;
     let total = r.varint_max(u64::from(u32::MAX), "row count")? as usize;
+    let extra = if bytes[7] & FLAG_EXTRA != 0 {
+        read_extra_names(&mut r)?
+    } else {
+        Vec::new()
+    };
     let tables = if entropy {
         Tables::read(&mut r)?.decoder_tables()
     } else {
@@ -455,7 +540,15 @@ pub fn decode(bytes: &[u8], coins: Option<&[String]>) -> Result<Batch> {
     let keep = |e: &Entry<'_>| wanted.as_ref().is_none_or(|w| w.contains(e.id));
     let rows: usize = entries.iter().filter(|e| keep(e)).map(|e| e.rows).sum();
     // Cap the up-front reservation: a crafted header must not allocate before it decodes.
-    let mut out = Batch::with_capacity(rows.min(payload.len().saturating_mul(16)));
+    let reserve = rows.min(payload.len().saturating_mul(16));
+    let mut out = Batch::with_capacity(reserve);
+    out.extra = extra
+        .into_iter()
+        .map(|name| Column {
+            name,
+            values: Vec::with_capacity(reserve),
+        })
+        .collect();
     for e in entries.iter().filter(|e| keep(e)) {
         let coin = out.coins.len() as u32;
         out.coins.push(e.id.to_owned());

@@ -46,7 +46,7 @@ pub fn context(state: usize) -> usize {
 }
 
 /// Stream families, each with its own tables.
-pub const NFAM: usize = 7;
+pub const NFAM: usize = 8;
 
 const SCALE: u32 = 12;
 const M: u32 = 1 << SCALE;
@@ -128,6 +128,7 @@ pub const FAMILY_NAMES: [&str; NFAM] = [
     "market-cap",
     "volume",
     "rank",
+    "extra",
 ];
 
 /// Normalised frequencies of every table (all zero for an unused table).

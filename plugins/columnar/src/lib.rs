@@ -5,6 +5,7 @@
 //! predicted on a grid ([`timestamps`]); each float column picks, per block, the cheapest of
 //! exact decimal scaling, bit-pattern deltas and XOR against the previous value or a cross-column
 //! prediction (market cap from price × implied supply) ([`floats`]); ranks are deltas ([`ints`]).
+//! A batch's extra columns (a rollup's `open`, `high`, ...) go through the same float coders.
 //! Every value becomes a symbol (its residual's bit length), entropy coded with context-selected
 //! static rANS tables ([`entropy`]), plus raw low bits ([`bitio`]). The segment has a versioned
 //! header, a CRC-32 over the payload and a coin directory so a coin filter skips other coins'
@@ -65,7 +66,7 @@ impl Codec for Columnar {
             lossless: true,
             sorts_rows: true,
             filter_pushdown: true,
-            extra_columns: false,
+            extra_columns: true,
         }
     }
 

@@ -6,6 +6,9 @@ use proptest::prelude::*;
 use strata_codec_columnar::{Columnar, container};
 use strata_plugin_sdk::{Batch, CoinDict, Error, Row, decode_checked, encode_checked};
 
+/// A segment written by the encoder before extra columns existed (see [`v1_fixture_batch`]).
+const V1_FIXTURE: &[u8] = include_bytes!("data/v1-no-extras.strata-col");
+
 fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
@@ -239,6 +242,161 @@ fn coin_filter_decodes_only_wanted_coins() {
     );
 }
 
+/// Adds rollup-style extra columns to `b`: `open`/`high`/`low` around the price, a `count`,
+/// and every special float (NaN with payloads, ±0.0, ±inf, subnormals) sprinkled in.
+fn with_extras(mut b: Batch) -> Batch {
+    let specials = [
+        f64::NAN,
+        -f64::NAN,
+        f64::from_bits(0x7FF0_0000_0000_0001),
+        -0.0,
+        0.0,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        5e-324,
+    ];
+    for (k, name) in ["open", "high", "low", "count"].into_iter().enumerate() {
+        let c = b.add_extra(name);
+        for i in 0..b.len() {
+            let p = b.price[i];
+            b.extra[c].values[i] = if i % 11 == k {
+                specials[(i / 11 + k) % specials.len()]
+            } else {
+                match name {
+                    "open" => p * 0.99,
+                    "high" => p * 1.03,
+                    "low" => (p * 0.97 * 1e6).round() / 1e6,
+                    _ => (24 - i % 3) as f64,
+                }
+            };
+        }
+    }
+    b
+}
+
+#[test]
+fn extra_columns_round_trip_bit_exactly() {
+    // Unsorted input: the extras must move with their rows.
+    let mut rows = Vec::new();
+    for d in (0..300).rev() {
+        for n in ["b", "a", "c"] {
+            rows.push(row(n, T0 + d * DAY, 1.0 + d as f64 * 0.013));
+        }
+    }
+    let b = with_extras(batch_of(&rows));
+    assert!(!b.is_sorted_by_coin_ts());
+    let bytes = round_trip(&b);
+    assert_eq!(bytes[7], container::FLAG_EXTRA);
+    let back = decode_checked(&Columnar, &bytes, None).unwrap();
+    let names: Vec<&str> = back.extra.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["open", "high", "low", "count"],
+        "names keep their order"
+    );
+    let neg_zero = back
+        .extra("open")
+        .unwrap()
+        .iter()
+        .filter(|v| v.to_bits() == (-0.0f64).to_bits());
+    assert!(neg_zero.count() > 0, "the test data must contain -0.0");
+
+    // Big enough for the entropy tables, with the extra family in them.
+    let big = with_extras(decimal_series(8, 3000));
+    let bytes = round_trip(&big);
+    let plain = encode_checked(&Columnar, &big, &opts(&[("entropy", "false")])).unwrap();
+    assert!(bytes.len() < plain.len(), "the entropy stage must pay");
+}
+
+#[test]
+fn extra_columns_survive_empty_and_single_row_batches() {
+    let mut empty = Batch::default();
+    empty.add_extra("high");
+    let bytes = round_trip(&empty);
+    let back = decode_checked(&Columnar, &bytes, None).unwrap();
+    assert_eq!(back.extra.len(), 1);
+    assert_eq!(back.extra[0].name, "high");
+    round_trip(&with_extras(batch_of(&[row("one", T0, -0.0)])));
+}
+
+#[test]
+fn extra_columns_are_cheap_when_they_follow_price() {
+    let b = decimal_series(10, 1000);
+    let base = encode_checked(&Columnar, &b, &[]).unwrap().len();
+    let mut x = b.clone();
+    for (name, f) in [("open", 1.0), ("high", 1.02), ("low", 0.98)] {
+        let c = x.add_extra(name);
+        for i in 0..x.len() {
+            x.extra[c].values[i] = (x.price[i] * f * 1e8).round() / 1e8;
+        }
+    }
+    let more = round_trip(&x).len() - base;
+    // Three columns that are decimal and track the price: well under the ~6 B/row a
+    // full-precision price column costs.
+    let per = more as f64 / (3 * x.len()) as f64;
+    assert!(per < 3.0, "{per:.2} B per extra value");
+}
+
+#[test]
+fn coin_filter_keeps_extra_columns_aligned() {
+    let b = with_extras(decimal_series(5, 50));
+    let bytes = encode_checked(&Columnar, &b, &[]).unwrap();
+    let wanted = vec!["coin-4".to_string(), "coin-0".to_string()];
+    let got = decode_checked(&Columnar, &bytes, Some(&wanted)).unwrap();
+    assert_eq!(got.coins, ["coin-0", "coin-4"]);
+    assert_eq!(got.extra.len(), 4);
+    if let Some(d) = b.filter_coins(&wanted).sorted().first_difference(&got) {
+        panic!("filtered decode differs: {d}");
+    }
+    let none = decode_checked(&Columnar, &bytes, Some(&[])).unwrap();
+    assert!(none.is_empty());
+    assert_eq!(
+        none.extra.len(),
+        4,
+        "an empty result still names the columns"
+    );
+}
+
+#[test]
+fn segments_without_extras_keep_the_version_1_layout() {
+    // The fixture was written before extra columns existed: it must still decode, and the
+    // encoder must still write exactly those bytes for a batch without extras.
+    let b = v1_fixture_batch();
+    let back = decode_checked(&Columnar, V1_FIXTURE, None).unwrap();
+    if let Some(d) = b.sorted().first_difference(&back) {
+        panic!("old segment decodes differently: {d}");
+    }
+    assert_eq!(V1_FIXTURE[7], 0, "no flags");
+    let now = encode_checked(&Columnar, &b, &[]).unwrap();
+    assert!(
+        now == V1_FIXTURE,
+        "the encoding of a batch without extras changed"
+    );
+}
+
+#[test]
+fn bad_extra_column_headers_are_refused() {
+    let bytes = encode_checked(&Columnar, &with_extras(decimal_series(1, 20)), &[]).unwrap();
+    // Unknown flag bits.
+    let mut m = bytes.clone();
+    m[7] |= 0x80;
+    fix_crc(&mut m);
+    let err = Columnar::decode_raw(&m).unwrap_err();
+    assert!(err.to_string().contains("flags"), "{err}");
+    // Rename the first extra column to a fixed column's name, then to the second one's.
+    let at = bytes.windows(4).position(|w| w == b"open").unwrap();
+    for (to, at_column) in [
+        (&b"rank"[..], "extra column 0"),
+        (&b"high"[..], "extra column 1"),
+    ] {
+        let mut m = bytes.clone();
+        m[at..at + 4].copy_from_slice(to);
+        fix_crc(&mut m);
+        let err = Columnar::decode_raw(&m).unwrap_err();
+        assert!(err.to_string().contains(at_column), "{err}");
+    }
+}
+
 #[test]
 fn options_are_validated() {
     let b = batch_of(&[row("a", T0, 1.0)]);
@@ -288,6 +446,49 @@ fn newer_versions_are_refused_by_name() {
     v2[6] = container::VERSION + 1;
     let err = Columnar::decode_raw(&v2).unwrap_err();
     assert!(err.to_string().contains("version"), "{err}");
+}
+
+/// The batch behind `tests/data/v1-no-extras.strata-col`, a segment written by the encoder
+/// before extra columns existed: two coins of decimal data plus one of full doubles with gaps.
+fn v1_fixture_batch() -> Batch {
+    let mut b = Batch {
+        coins: vec!["zeta".into(), "alpha".into(), "mid".into()],
+        ..Batch::default()
+    };
+    let mut seed = 7u64;
+    let mut rnd = || {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut price = [3.5, 0.012, 1234.5];
+    for d in 0..700i64 {
+        for (c, p) in price.iter_mut().enumerate() {
+            *p *= 1.0 + (rnd() - 0.5) * 0.06;
+            let (v, ts) = if c == 2 {
+                (*p, T0 + d * DAY + if d % 97 == 0 { 3_600_000 } else { 0 })
+            } else {
+                ((*p * 1e6).round() / 1e6, T0 + d * DAY)
+            };
+            let supply = if c == 0 { 21e6 } else { f64::NAN };
+            let cap = if d % 50 == 3 {
+                f64::NAN
+            } else {
+                (v * 1.9e7).round()
+            };
+            b.push(
+                c as u32,
+                ts,
+                v,
+                cap,
+                (rnd() * 1e8).round() / 100.0,
+                supply,
+                (c + 1) as u32,
+            );
+        }
+    }
+    b
 }
 
 /// Recomputes the checksum so mutations reach the decoder proper.
@@ -379,6 +580,22 @@ proptest! {
     }
 
     #[test]
+    fn random_batches_with_extras_round_trip(
+        b in arb_batch(),
+        extra in proptest::collection::vec(arb_f64(), 0..600),
+        entropy: bool,
+    ) {
+        let mut b = b;
+        for (k, name) in ["x", "y"].into_iter().enumerate() {
+            let c = b.add_extra(name);
+            for i in 0..b.len() {
+                b.extra[c].values[i] = extra.get(2 * i + k).copied().unwrap_or(b.price[i]);
+            }
+        }
+        round_trip_with(&b, &[("entropy".to_string(), entropy.to_string())]);
+    }
+
+    #[test]
     fn random_walks_round_trip(b in arb_walk()) {
         round_trip_with(&b, &[]);
         round_trip_with(&b, &opts(&[("block", "16")]));
@@ -391,7 +608,9 @@ proptest! {
         b in arb_walk(),
         edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..6),
         entropy: bool,
+        extras: bool,
     ) {
+        let b = if extras { with_extras(b) } else { b };
         let o = vec![("entropy".to_string(), entropy.to_string())];
         let mut bytes = encode_checked(&Columnar, &b, &o).unwrap();
         for (at, val, kind) in edits {
