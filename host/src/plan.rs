@@ -9,7 +9,7 @@
 //!   timestamps at the collection interval (asked of the plugin itself through
 //!   `bucket-starts`, so a new rule needs no change here), or every row for the hot tier;
 //! - bytes per record = the tier codec's size on a sample of the data after that tier's
-//!   retention (measured, not assumed); the hot tier uses SQLite's measured row cost;
+//!   retention (measured, not assumed); the hot tier uses an estimate of SQLite's row cost;
 //! - at the end of year `y` the tier holds the part of its age range that is younger than `y`.
 
 use anyhow::{Context, Result};
@@ -29,7 +29,8 @@ pub struct PlanOptions {
     /// Collection interval, ms.
     pub interval: i64,
     pub years: u32,
-    /// Bytes per hot-tier row in SQLite (data plus index), measured by the hot tier.
+    /// Bytes per hot-tier row in SQLite (data plus index): an estimate, not yet measured from
+    /// the hot tier's own layout.
     pub hot_bytes_per_record: f64,
     /// Storage prices in USD per GB-month: (class, price).
     pub prices: Vec<(String, f64)>,
