@@ -438,10 +438,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json,
         } => {
             let rt = runtime(&cli.global)?;
-            let policy = match policy {
-                Some(p) => strata::policy::load(&p)?,
-                None => strata::policy::default_policy(),
-            };
+            let policy = load_policy(policy.as_deref())?;
             let mut opts = strata::plan::PlanOptions {
                 coins,
                 interval: interval.as_millis() as i64,
@@ -581,13 +578,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let mut store = open_store(&cli.global)?;
             let rt = runtime(&cli.global)?;
-            let policy = match policy {
-                Some(p) => strata::policy::load(&p)?,
-                None => strata::policy::default_policy(),
-            };
-            policy.check(&rt)?;
-            let plan =
-                strata::tiering::Plan::load(&rt, &strata::tiering::tiers_from_policy(&policy))?;
+            let plan = tier_plan(&rt, policy.as_deref())?;
             let client = strata::source::coinpaprika::Client::new(&url, Default::default())?;
             let mut sink = |chunk: strata::source::Chunk| -> Result<()> {
                 let rep = store.ingest_chunks(
@@ -630,13 +621,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let mut store = open_store(&cli.global)?;
             let rt = runtime(&cli.global)?;
-            let policy = match policy {
-                Some(p) => strata::policy::load(&p)?,
-                None => strata::policy::default_policy(),
-            };
-            policy.check(&rt)?;
-            let plan =
-                strata::tiering::Plan::load(&rt, &strata::tiering::tiers_from_policy(&policy))?;
+            let plan = tier_plan(&rt, policy.as_deref())?;
             let now = match now {
                 Some(n) => parse_time(&n).context("--now")?,
                 None => chrono::Utc::now().timestamp_millis(),
@@ -824,6 +809,21 @@ fn parse_file(file: &std::path::Path, args: &SourceArgs, show_errors: usize) -> 
         (rows + errors) as f64 / secs.max(1e-9) / 1e6
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The policy file at `path`, or the built-in default policy.
+fn load_policy(path: Option<&std::path::Path>) -> Result<strata::policy::Policy> {
+    match path {
+        Some(p) => strata::policy::load(p),
+        None => Ok(strata::policy::default_policy()),
+    }
+}
+
+/// The checked policy at `path` (or the default), with its plugins loaded for tiering.
+fn tier_plan(rt: &Runtime, path: Option<&std::path::Path>) -> Result<strata::tiering::Plan> {
+    let policy = load_policy(path)?;
+    policy.check(rt)?;
+    strata::tiering::Plan::load(rt, &strata::tiering::tiers_from_policy(&policy))
 }
 
 fn data_dir(g: &Global) -> PathBuf {

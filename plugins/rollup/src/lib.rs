@@ -19,18 +19,11 @@
 //! destination (`last-kept`, itself a bucket start) are dropped. The host only hands over whole
 //! buckets (the policy says `rolls-up`), so windows never split one.
 
-use strata_plugin_sdk::bucket::{BUCKET_SYNTAX, Bucket};
-use strata_plugin_sdk::{
-    Batch, Error, OptionSpec, Options, PluginInfo, Policy, PolicyInfo, Result, Selection,
-};
+use strata_plugin_sdk::bucket;
+use strata_plugin_sdk::{Batch, Options, PluginInfo, Policy, PolicyInfo, Result, Selection};
 
 #[derive(Default)]
 pub struct Rollup;
-
-fn bucket(opts: &Options) -> Result<Bucket> {
-    Bucket::parse(opts.get("every").unwrap_or("1d"))
-        .map_err(|e| Error::InvalidOptions(format!("option `every`: {e}")))
-}
 
 /// The running summary of one (coin, bucket).
 struct Acc {
@@ -91,24 +84,18 @@ impl Policy for Rollup {
                 version: env!("CARGO_PKG_VERSION").into(),
                 description: "one row per coin per bucket: OHLC price, max market cap, mean volume, last supply and rank"
                     .into(),
-                options: vec![OptionSpec::new(
-                    "every",
-                    BUCKET_SYNTAX,
-                    "1d",
-                    "bucket width: 6h, 1d, 7d, week (ISO, Monday), month, quarter, year",
-                )],
+                options: vec![bucket::every_option()],
             },
             rolls_up: true,
         }
     }
 
     fn check(&self, opts: &Options) -> Result<()> {
-        bucket(opts).map(|_| ())
+        bucket::from_options(opts).map(|_| ())
     }
 
     fn bucket_starts(&self, ts: &[i64], opts: &Options) -> Result<Vec<i64>> {
-        let b = bucket(opts)?;
-        ts.iter().map(|&t| b.start(t)).collect()
+        bucket::starts(ts, opts)
     }
 
     fn select(
@@ -117,7 +104,7 @@ impl Policy for Rollup {
         last_kept: &[Option<i64>],
         opts: &Options,
     ) -> Result<Selection> {
-        let b = bucket(opts)?;
+        let b = bucket::from_options(opts)?;
         let ones = vec![1.0; batch.len()];
         let (open, high, low) = (
             column(batch, "open", &batch.price),

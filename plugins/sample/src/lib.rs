@@ -6,18 +6,11 @@
 //! destination tier). Rows at or before the last kept timestamp are never kept: a tier only
 //! grows forward in time, which is what makes any split into windows give the same answer.
 
-use strata_plugin_sdk::bucket::{BUCKET_SYNTAX, Bucket};
-use strata_plugin_sdk::{
-    Batch, OptionSpec, Options, PluginInfo, Policy, PolicyInfo, Result, Selection,
-};
+use strata_plugin_sdk::bucket;
+use strata_plugin_sdk::{Batch, Options, PluginInfo, Policy, PolicyInfo, Result, Selection};
 
 #[derive(Default)]
 pub struct Sample;
-
-fn bucket(opts: &Options) -> Result<Bucket> {
-    Bucket::parse(opts.get("every").unwrap_or("1d"))
-        .map_err(|e| strata_plugin_sdk::Error::InvalidOptions(format!("option `every`: {e}")))
-}
 
 impl Policy for Sample {
     fn describe(&self) -> PolicyInfo {
@@ -26,24 +19,18 @@ impl Policy for Sample {
                 name: "sample".into(),
                 version: env!("CARGO_PKG_VERSION").into(),
                 description: "keep the first row per coin per calendar bucket".into(),
-                options: vec![OptionSpec::new(
-                    "every",
-                    BUCKET_SYNTAX,
-                    "1d",
-                    "bucket width: 6h, 1d, 7d, week (ISO, Monday), month, quarter, year",
-                )],
+                options: vec![bucket::every_option()],
             },
             rolls_up: false,
         }
     }
 
     fn check(&self, opts: &Options) -> Result<()> {
-        bucket(opts).map(|_| ())
+        bucket::from_options(opts).map(|_| ())
     }
 
     fn bucket_starts(&self, ts: &[i64], opts: &Options) -> Result<Vec<i64>> {
-        let b = bucket(opts)?;
-        ts.iter().map(|&t| b.start(t)).collect()
+        bucket::starts(ts, opts)
     }
 
     fn select(
@@ -52,7 +39,7 @@ impl Policy for Sample {
         last_kept: &[Option<i64>],
         opts: &Options,
     ) -> Result<Selection> {
-        let b = bucket(opts)?;
+        let b = bucket::from_options(opts)?;
         // Per coin: (last kept ts, its bucket start), seeded from the destination tier.
         let mut last: Vec<Option<(i64, i64)>> = last_kept
             .iter()

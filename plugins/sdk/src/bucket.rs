@@ -4,7 +4,7 @@
 
 use chrono::{Datelike, NaiveDate};
 
-use crate::{Error, Result};
+use crate::{Error, OptionSpec, Options, Result};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -28,6 +28,28 @@ pub enum Bucket {
 
 /// The text form of buckets accepted by [`Bucket::parse`], for option specs.
 pub const BUCKET_SYNTAX: &str = "Nh | Nd | week | month | quarter | year";
+
+/// The `every` option every bucketed policy takes.
+pub fn every_option() -> OptionSpec {
+    OptionSpec::new(
+        "every",
+        BUCKET_SYNTAX,
+        "1d",
+        "bucket width: 6h, 1d, 7d, week (ISO, Monday), month, quarter, year",
+    )
+}
+
+/// The bucket the `every` option names (default `1d`).
+pub fn from_options(opts: &Options) -> Result<Bucket> {
+    Bucket::parse(opts.get("every").unwrap_or("1d"))
+        .map_err(|e| Error::InvalidOptions(format!("option `every`: {e}")))
+}
+
+/// The bucket start of each timestamp under the `every` option.
+pub fn starts(ts: &[i64], opts: &Options) -> Result<Vec<i64>> {
+    let b = from_options(opts)?;
+    ts.iter().map(|&t| b.start(t)).collect()
+}
 
 impl Bucket {
     /// Parses `6h`, `1d`, `7d`, `week`, `month`, `quarter` or `year`.
