@@ -826,6 +826,15 @@ fn tier_plan(rt: &Runtime, path: Option<&std::path::Path>) -> Result<strata::tie
     strata::tiering::Plan::load(rt, &strata::tiering::tiers_from_policy(&policy))
 }
 
+/// A rank as printed: empty when unknown (0).
+fn rank_text(rank: u32) -> String {
+    if rank == 0 {
+        String::new()
+    } else {
+        rank.to_string()
+    }
+}
+
 fn data_dir(g: &Global) -> PathBuf {
     g.data
         .clone()
@@ -892,11 +901,7 @@ fn print_answer(a: &strata::query::Answer, format: OutFormat) -> Result<()> {
                     num(r.market_cap),
                     num(r.volume),
                     num(r.supply),
-                    if r.rank == 0 {
-                        String::new()
-                    } else {
-                        r.rank.to_string()
-                    }
+                    rank_text(r.rank)
                 )?;
             }
         }
@@ -911,11 +916,7 @@ fn print_answer(a: &strata::query::Answer, format: OutFormat) -> Result<()> {
                     num(r.market_cap),
                     num(r.volume),
                     num(r.supply),
-                    if r.rank == 0 {
-                        String::new()
-                    } else {
-                        r.rank.to_string()
-                    }
+                    rank_text(r.rank)
                 )?;
             }
         }
