@@ -66,6 +66,8 @@ pub struct Generator {
     coins: Vec<CoinState>,
     ids: Vec<String>,
     step: usize,
+    /// Timestamp of the previous step (`None` before the first).
+    last_ts: Option<i64>,
 }
 
 fn normal(rng: &mut StdRng) -> f64 {
@@ -121,6 +123,7 @@ impl Generator {
             coins,
             ids,
             step: 0,
+            last_ts: None,
         }
     }
 
@@ -138,20 +141,39 @@ impl Generator {
     /// The next step's batch (every listed coin, minus missing rows), or `None` at the end.
     /// The dictionary holds every coin, in index order.
     pub fn next_batch(&mut self) -> Option<Batch> {
+        let ts = self.cfg.start + self.step as i64 * self.cfg.interval;
+        self.next_batch_at(ts)
+    }
+
+    /// Like [`next_batch`](Generator::next_batch), but the step is at `ts`, which must be
+    /// after the previous step's: for schedules of uneven density (hourly recently, daily or
+    /// weekly before). The walk's variance and the chance of a supply change grow with the
+    /// time since the previous step, so a sparse series looks like a sample of a dense one.
+    pub fn next_batch_at(&mut self, ts: i64) -> Option<Batch> {
         if self.step >= self.cfg.steps {
             return None;
         }
         let step = self.step;
         self.step += 1;
-        let ts = self.cfg.start + step as i64 * self.cfg.interval;
+        let hours = match self.last_ts {
+            Some(prev) => {
+                assert!(ts > prev, "generator steps must move forward in time");
+                (ts - prev) as f64 / HOUR_MS as f64
+            }
+            None => self.cfg.interval as f64 / HOUR_MS as f64,
+        };
+        self.last_ts = Some(ts);
+        let scale = hours.sqrt();
+        let supply_change = (0.005 * hours).min(1.0);
         let mut b = Batch::with_capacity(self.coins.len());
         b.coins = self.ids.clone();
         let mut caps: Vec<(f64, u32)> = Vec::with_capacity(self.coins.len());
         for (i, c) in self.coins.iter_mut().enumerate() {
             // The walk advances every step, listed or not, so a coin's path is fixed by its seed.
             let z = normal(&mut c.rng);
-            c.price *= (c.vol * z - 0.5 * c.vol * c.vol).exp();
-            if c.rng.random_bool(0.005) {
+            let vol = c.vol * scale;
+            c.price *= (vol * z - 0.5 * vol * vol).exp();
+            if c.rng.random_bool(supply_change) {
                 c.supply = (c.supply * c.rng.random_range(1.0..1.01)).round();
             }
             let vol_frac = (-3.0 + 0.8 * normal(&mut c.rng)).exp();

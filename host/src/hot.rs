@@ -246,7 +246,7 @@ impl Store {
     }
 
     /// Hot rows of coin `id` with `from <= ts <= to`, oldest first (`newest_first`: newest first,
-    /// at most `limit`). Appends to `out` (a batch whose only coin is this one, at index 0).
+    /// at most `limit`). Appends them to `out` as rows of the last coin in its dictionary.
     pub(crate) fn hot_read(
         &self,
         id: i64,
@@ -257,6 +257,11 @@ impl Store {
         out: &mut Batch,
     ) -> Result<()> {
         let lim = limit.map(|l| l as i64).unwrap_or(-1);
+        let coin =
+            out.coins
+                .len()
+                .checked_sub(1)
+                .context("hot_read needs the coin in the output's dictionary")? as u32;
         let read = |recent: bool| -> Result<Vec<(i64, [f64; 4], u32)>> {
             let sql = match (recent, newest_first) {
                 (false, false) => sql_read!("hot", "ASC"),
@@ -308,7 +313,7 @@ impl Store {
                 }
             };
             let (ts, f, rank) = next.expect("one side has a row");
-            out.push(0, ts, f[0], f[1], f[2], f[3], rank);
+            out.push(coin, ts, f[0], f[1], f[2], f[3], rank);
             n += 1;
         }
         Ok(())

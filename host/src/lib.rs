@@ -17,6 +17,8 @@
 //!   their index), [`tiering`] (tier transitions) and [`query`] (cross-tier reads) adding to
 //!   [`Store`](store::Store).
 //! - [`generate`]: the synthetic market generator; [`crash`]: fault injection for crash tests.
+//! - [`demo`]: the main job end to end on generated data (`strata demo`); [`bench`]: the
+//!   engine's figures against their targets (`strata bench`).
 //!
 //! The batch type every layer shares is the SDK's [`Batch`](strata_plugin_sdk::Batch).
 
@@ -24,6 +26,7 @@ pub mod bench;
 pub mod catalog;
 pub mod compare;
 pub mod crash;
+pub mod demo;
 pub mod generate;
 pub mod hot;
 pub mod ingest;

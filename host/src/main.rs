@@ -139,6 +139,20 @@ enum Command {
         #[arg(long)]
         skip_invalid: bool,
     },
+    /// The main job end to end, at full scale, no network: generate 13,532 coins (hourly for
+    /// the last 30 days, daily back to 1 year, weekly back to 6 years), ingest, age through
+    /// every tier of the default policy, query a few coins, compare codecs, plan 5 years.
+    /// Uses a temporary store unless --data is given.
+    Demo {
+        /// Coins to generate.
+        #[arg(long, default_value_t = 13_532)]
+        coins: usize,
+        /// Days of hourly history before "now" (2026-01-01).
+        #[arg(long, default_value_t = 30, value_name = "DAYS")]
+        hourly_days: i64,
+        #[arg(long, default_value_t = 2026)]
+        seed: u64,
+    },
     /// Write synthetic market data (canonical CSV, or JSONL when FILE ends in .jsonl).
     Generate {
         #[arg(long, default_value_t = 100)]
@@ -526,6 +540,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Demo {
+            coins,
+            hourly_days,
+            seed,
+        } => {
+            let cfg = strata::demo::DemoConfig {
+                coins,
+                hourly_days,
+                seed,
+                ..Default::default()
+            };
+            demo(&cli.global, &cfg)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Generate {
             coins,
             days,
@@ -670,25 +698,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Stats => {
             let store = open_store(&cli.global)?;
-            println!(
-                "{:<10} {:>12} {:>9} {:>14} {:>9} {:<20} {:<20} CODEC",
-                "TIER", "ROWS", "SEGMENTS", "BYTES", "B/REC", "OLDEST", "NEWEST"
-            );
-            for t in store.stats()? {
-                println!(
-                    "{:<10} {:>12} {:>9} {:>14} {:>9} {:<20} {:<20} {}",
-                    t.tier,
-                    t.rows,
-                    t.segments,
-                    t.bytes,
-                    t.bytes_per_record()
-                        .map(|b| format!("{b:.1}"))
-                        .unwrap_or_default(),
-                    t.oldest.map(format_time).unwrap_or_default(),
-                    t.newest.map(format_time).unwrap_or_default(),
-                    t.codecs.join(",")
-                );
-            }
+            print!("{}", strata::verify::stats_table(&store.stats()?));
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench {
@@ -832,6 +842,164 @@ fn rank_text(rank: u32) -> String {
         String::new()
     } else {
         rank.to_string()
+    }
+}
+
+/// `strata demo`: runs [`strata::demo`] with progress bars and prints its summary.
+fn demo(g: &Global, cfg: &strata::demo::DemoConfig) -> Result<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    use strata::plan::human_bytes;
+
+    let (dir, keep) = match &g.data {
+        Some(d) => (d.clone(), true),
+        None => (
+            std::env::temp_dir().join(format!("strata-demo-{}", std::process::id())),
+            false,
+        ),
+    };
+    if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
+        bail!(
+            "{} is not empty: the demo needs a new or empty data directory",
+            dir.display()
+        );
+    }
+    let _cleanup = (!keep).then(|| RemoveOnDrop(dir.clone()));
+    let rt = runtime(g)?;
+    let mut store = strata::Store::open(&dir)?;
+    let days = |d: i64| {
+        if d == 1 {
+            "1 day".to_string()
+        } else {
+            format!("{d} days")
+        }
+    };
+    println!(
+        "strata demo: {} coins, hourly for the last {}, daily back to {}, weekly back to {} \
+         (each tier of the default policy fills at the density it keeps); now = {}",
+        cfg.coins,
+        days(cfg.hourly_days),
+        days(cfg.daily_until),
+        days(cfg.weekly_from),
+        format_time(cfg.now)
+    );
+    println!("store: {}", dir.display());
+
+    let style = ProgressStyle::with_template(
+        "{prefix:>20} [{bar:40}] {human_pos}/{human_len} {per_sec} eta {eta}",
+    )
+    .expect("valid template")
+    .progress_chars("=> ");
+    let spin = ProgressStyle::with_template("{prefix:>20} {spinner} {elapsed}").expect("valid");
+    let mut bar: Option<ProgressBar> = None;
+    let report = strata::demo::run(cfg, &rt, &mut store, &mut |e| match e {
+        strata::demo::Event::Start { step, total } => {
+            let b = if total > 0 {
+                ProgressBar::new(total).with_style(style.clone())
+            } else {
+                let b = ProgressBar::new_spinner().with_style(spin.clone());
+                b.enable_steady_tick(Duration::from_millis(100));
+                b
+            };
+            bar = Some(b.with_prefix(step));
+        }
+        strata::demo::Event::Advance(n) => {
+            if let Some(b) = &bar {
+                b.inc(n);
+            }
+        }
+        strata::demo::Event::Finish => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+        }
+    })?;
+
+    let r = &report;
+    let rate = |rows: u64, secs: f64| format!("{:.2} M rows/s", rows as f64 / secs.max(1e-9) / 1e6);
+    println!();
+    println!(
+        "generated {} rows in {} steps ({:.1} s); ingested at {} ({:.1} s)",
+        r.rows_generated,
+        r.steps,
+        r.generate_secs,
+        rate(r.rows_generated, r.ingest_secs),
+        r.ingest_secs
+    );
+    for m in &r.tier {
+        println!(
+            "tier {:>4} -> {:<7}: {:>10} rows read, {:>9} kept, {:>4} segments, {:>10}",
+            m.from,
+            m.to,
+            m.rows_read,
+            m.rows_kept,
+            m.segments_written,
+            human_bytes(m.bytes_written as f64)
+        );
+    }
+    let moved: u64 = r.tier.first().map_or(0, |m| m.rows_read);
+    println!(
+        "tier transitions took {:.1} s ({} through wasm plugins)",
+        r.tier_secs,
+        rate(moved, r.tier_secs)
+    );
+    println!();
+    print!("{}", strata::verify::stats_table(&r.stats));
+    println!();
+    for q in &r.queries {
+        let tiers: Vec<String> = q
+            .rows_by_tier
+            .iter()
+            .map(|(t, n)| format!("{t} {n}"))
+            .collect();
+        println!(
+            "query {:<11} {:>5} rows ({}) from {} to {}, last price {} ({:.1} ms)",
+            q.coin,
+            q.rows_by_tier.iter().map(|(_, n)| n).sum::<usize>(),
+            tiers.join(", "),
+            q.first_ts.map(format_time).unwrap_or_default(),
+            q.last_ts.map(format_time).unwrap_or_default(),
+            q.last_price,
+            q.millis
+        );
+    }
+    println!(
+        "\ncodecs on {} hot-tier rows of {} coins:",
+        r.sample_rows, cfg.sample_coins
+    );
+    print!("{}", strata::compare::table(&r.compare));
+    println!();
+    print!("{}", strata::plan::table(&r.plan));
+    println!(
+        "\ndone in {:.1} s{}",
+        r.total_secs,
+        peak_rss()
+            .map(|b| format!(", peak memory {}", human_bytes(b as f64)))
+            .unwrap_or_default()
+    );
+    if keep {
+        println!(
+            "the store is in {0}: try `strata --data {0} query {1}`",
+            dir.display(),
+            r.queries.first().map_or("coin-00000", |q| q.coin.as_str())
+        );
+    }
+    Ok(())
+}
+
+/// Peak resident memory of this process (Linux), in bytes.
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// A directory removed (with its contents) when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -152,11 +152,27 @@ pub struct MoveReport {
     pub bytes_written: u64,
 }
 
-/// One piece of a transition: the rows of one destination window × coin bucket.
-struct Piece {
-    window: i64,
+/// Rows read from the source tier before they are selected and written: bounds memory when a
+/// coin bucket holds more (a large bulk import); its rows then go to more than one segment.
+const GROUP_ROWS: usize = 1 << 21;
+
+/// One group of a transition: rows of coins of one destination coin bucket, sorted by
+/// (coin, ts), any number of destination windows.
+struct Group {
     bucket: u32,
     batch: Batch,
+    /// `ids[c]` is the store id of `batch.coins[c]`.
+    ids: Vec<i64>,
+}
+
+impl Group {
+    fn new(bucket: u32) -> Group {
+        Group {
+            bucket,
+            batch: Batch::default(),
+            ids: Vec::new(),
+        }
+    }
 }
 
 /// A segment written to disk but not yet in the catalog.
@@ -225,102 +241,98 @@ impl Store {
             [],
             |r| r.get(0),
         )?;
-        let Some(oldest) = oldest.filter(|&o| o < cut) else {
+        if oldest.is_none_or(|o| o >= cut) {
             return Ok(());
-        };
-        let window = dst.def.window;
+        }
         let buckets = dst.def.coin_buckets;
-        // Coins per bucket, in coin-id order so each piece is sorted by (coin, ts).
+        // Coins per bucket, in key order so each group is sorted by (coin, ts).
         let mut by_bucket: Vec<Vec<(String, i64)>> = vec![Vec::new(); buckets as usize];
         let mut coins: Vec<(&String, &i64)> = self.coin_ids.iter().collect();
         coins.sort();
         for (k, &id) in coins {
             by_bucket[segment::coin_bucket(k, buckets) as usize].push((k.clone(), id));
         }
-        let mut w = segment::window_start(oldest, window);
-        while w < cut {
-            let hi = (w + window).min(cut);
-            for (b, members) in by_bucket.iter().enumerate() {
-                let mut batch = Batch::default();
-                let mut ids = Vec::new();
-                for (key, id) in members {
-                    let before = batch.len();
-                    let ci = batch.coins.len() as u32;
-                    let mut one = Batch::default();
-                    self.hot_read(*id, w, hi - 1, false, None, &mut one)?;
-                    if one.is_empty() {
-                        continue;
-                    }
-                    batch.coins.push(key.clone());
-                    ids.push(*id);
-                    for r in 0..one.len() {
-                        batch.push(
-                            ci,
-                            one.ts[r],
-                            one.price[r],
-                            one.market_cap[r],
-                            one.volume[r],
-                            one.supply[r],
-                            one.rank[r],
-                        );
-                    }
-                    debug_assert!(batch.len() > before);
-                }
-                if batch.is_empty() {
+        for (b, members) in by_bucket.iter().enumerate() {
+            let mut group = Group::new(b as u32);
+            for (key, id) in members {
+                group.batch.coins.push(key.clone());
+                let before = group.batch.len();
+                self.hot_read(*id, i64::MIN, cut - 1, false, None, &mut group.batch)?;
+                if group.batch.len() == before {
+                    group.batch.coins.pop();
                     continue;
                 }
-                report.rows_read += batch.len() as u64;
-                let piece = Piece {
-                    window: w,
-                    bucket: b as u32,
-                    batch,
-                };
-                let written = self.select_and_write(dst, piece, &ids, dry_run, report)?;
-                if dry_run {
-                    continue;
+                group.ids.push(*id);
+                if group.batch.len() >= GROUP_ROWS {
+                    let full = std::mem::replace(&mut group, Group::new(b as u32));
+                    self.move_hot_group(dst, cut, full, dry_run, report)?;
                 }
-                self.write_txn(|s| {
-                    if let Some(wr) = &written {
-                        s.commit_written(wr)?;
-                    }
-                    let mut del_main = s.conn.prepare_cached(
-                        "DELETE FROM hot WHERE coin = ?1 AND ts >= ?2 AND ts < ?3",
-                    )?;
-                    for id in &ids {
-                        del_main.execute(rusqlite::params![id, w, hi])?;
-                    }
-                    Ok(())
-                })?;
             }
-            w += window;
+            if !group.batch.is_empty() {
+                self.move_hot_group(dst, cut, group, dry_run, report)?;
+            }
         }
         Ok(())
     }
 
-    /// Runs the destination's retention on a piece and, unless `dry_run`, encodes and writes
-    /// the survivors. `ids[c]` is the store id of `piece.batch.coins[c]`.
+    /// Moves one group of hot rows (every row older than `cut` of its coins): writes its
+    /// segments, then in one transaction catalogs them and deletes the rows from the hot tier.
+    fn move_hot_group(
+        &mut self,
+        dst: &PlanTier,
+        cut: i64,
+        group: Group,
+        dry_run: bool,
+        report: &mut MoveReport,
+    ) -> Result<()> {
+        report.rows_read += group.batch.len() as u64;
+        let ids = group.ids.clone();
+        let written = self.select_and_write(dst, group, dry_run, report)?;
+        if dry_run {
+            return Ok(());
+        }
+        self.write_txn(|s| {
+            for w in &written {
+                s.commit_written(w)?;
+            }
+            let mut del = s
+                .conn
+                .prepare_cached("DELETE FROM hot WHERE coin = ?1 AND ts < ?2")?;
+            for id in &ids {
+                del.execute(rusqlite::params![id, cut])?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs the destination's retention on a group, then, unless `dry_run`, encodes the
+    /// survivors as one segment per destination window and writes them durably (not yet in
+    /// the catalog). The retention rule sees each coin's rows of the group at once, so a
+    /// sampling or rollup bucket that straddles two windows is still decided once.
     fn select_and_write(
         &self,
         dst: &PlanTier,
-        piece: Piece,
-        ids: &[i64],
+        group: Group,
         dry_run: bool,
         report: &mut MoveReport,
-    ) -> Result<Option<Written>> {
+    ) -> Result<Vec<Written>> {
         let (policy, popts) = dst.retention.as_ref().expect("checked by Plan::load");
         let (codec, copts) = dst.codec.as_ref().expect("checked by Plan::load");
-        let batch = piece.batch;
+        let Group { bucket, batch, ids } = group;
         let last: Vec<Option<i64>> = ids
             .iter()
             .map(|&id| self.last_kept(&dst.def.name, id))
             .collect::<Result<_>>()?;
-        let kept = match policy.select(&batch, &last, popts)? {
+        let mut kept = match policy.select(&batch, &last, popts)? {
             Selection::Keep(idx) => batch.take(&idx),
             Selection::Rollup(b) => b,
         };
         report.rows_kept += kept.len() as u64;
         if dry_run || kept.is_empty() {
-            return Ok(None);
+            return Ok(Vec::new());
+        }
+        if !kept.is_sorted_by_coin_ts() {
+            kept = kept.sorted();
         }
         // Ids of the kept coins (the dictionary of `take`/rollup may differ from the input's).
         let id_of: HashMap<&str, i64> = batch
@@ -329,57 +341,66 @@ impl Store {
             .map(String::as_str)
             .zip(ids.iter().copied())
             .collect();
-        let mut newest: HashMap<u32, i64> = HashMap::new();
-        for r in 0..kept.len() {
-            let e = newest.entry(kept.coin_index[r]).or_insert(i64::MIN);
-            *e = (*e).max(kept.ts[r]);
+        if let Some(key) = kept.coins.iter().find(|k| !id_of.contains_key(k.as_str())) {
+            bail!("retention returned coin `{key}`, not in its input");
         }
-        let mut last_kept = Vec::new();
-        let mut coin_ids = Vec::new();
-        for (c, ts) in newest {
-            let key = &kept.coins[c as usize];
-            let id = *id_of
-                .get(key.as_str())
-                .with_context(|| format!("retention returned coin `{key}`, not in its input"))?;
-            coin_ids.push(id);
-            last_kept.push((id, ts));
+        let mut windows: std::collections::BTreeMap<i64, Vec<u32>> = Default::default();
+        for (r, &ts) in kept.ts.iter().enumerate() {
+            windows
+                .entry(segment::window_start(ts, dst.def.window))
+                .or_default()
+                .push(r as u32);
         }
-        coin_ids.sort_unstable();
-        let bytes = codec.encode(&kept, copts)?;
-        let seq = self.next_seq(&dst.def.name, piece.window, piece.bucket)?;
-        let rel = segment::relative_path(
-            &dst.def.name,
-            piece.window,
-            piece.bucket,
-            seq,
-            &codec.info.extension,
-        );
-        segment::write_atomic(&self.dir.join(&rel), &bytes)?;
-        report.segments_written += 1;
-        report.bytes_written += bytes.len() as u64;
-        let info = SegmentInfo {
-            id: 0,
-            tier: dst.def.name.clone(),
-            path: rel,
-            window_start: piece.window,
-            bucket: piece.bucket,
-            seq,
-            codec: codec.meta.name.clone(),
-            codec_version: codec.info.info.version.clone(),
-            codec_sha256: codec.meta.sha256.clone(),
-            options: serde_json::to_string(copts)?,
-            rows: kept.len() as u64,
-            min_ts: *kept.ts.iter().min().expect("not empty"),
-            max_ts: *kept.ts.iter().max().expect("not empty"),
-            coins: coin_ids.len() as u64,
-            bytes: bytes.len() as u64,
-            sha256: segment::checksum(&bytes),
-        };
-        Ok(Some(Written {
-            info,
-            coin_ids,
-            last_kept,
-        }))
+        let mut out = Vec::with_capacity(windows.len());
+        for (window, rows) in windows {
+            let piece = if rows.len() == kept.len() {
+                std::mem::take(&mut kept)
+            } else {
+                kept.take(&rows)
+            };
+            let mut newest: HashMap<u32, i64> = HashMap::new();
+            for r in 0..piece.len() {
+                let e = newest.entry(piece.coin_index[r]).or_insert(i64::MIN);
+                *e = (*e).max(piece.ts[r]);
+            }
+            let mut last_kept: Vec<(i64, i64)> = newest
+                .into_iter()
+                .map(|(c, ts)| (id_of[piece.coins[c as usize].as_str()], ts))
+                .collect();
+            last_kept.sort_unstable();
+            let coin_ids: Vec<i64> = last_kept.iter().map(|&(id, _)| id).collect();
+            let bytes = codec.encode(&piece, copts)?;
+            let seq = self.next_seq(&dst.def.name, window, bucket)?;
+            let rel =
+                segment::relative_path(&dst.def.name, window, bucket, seq, &codec.info.extension);
+            segment::write_atomic(&self.dir.join(&rel), &bytes)?;
+            report.segments_written += 1;
+            report.bytes_written += bytes.len() as u64;
+            let info = SegmentInfo {
+                id: 0,
+                tier: dst.def.name.clone(),
+                path: rel,
+                window_start: window,
+                bucket,
+                seq,
+                codec: codec.meta.name.clone(),
+                codec_version: codec.info.info.version.clone(),
+                codec_sha256: codec.meta.sha256.clone(),
+                options: serde_json::to_string(copts)?,
+                rows: piece.len() as u64,
+                min_ts: *piece.ts.iter().min().expect("not empty"),
+                max_ts: *piece.ts.iter().max().expect("not empty"),
+                coins: coin_ids.len() as u64,
+                bytes: bytes.len() as u64,
+                sha256: segment::checksum(&bytes),
+            };
+            out.push(Written {
+                info,
+                coin_ids,
+                last_kept,
+            });
+        }
+        Ok(out)
     }
 
     fn commit_written(&self, w: &Written) -> Result<()> {
@@ -418,25 +439,21 @@ impl Store {
                 all.extend_from(&b);
             }
             report.rows_read += all.len() as u64;
-            let mut pieces: HashMap<(i64, u32), Vec<u32>> = HashMap::new();
+            let mut by_bucket: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
             let bucket_of: Vec<u32> = all
                 .coins
                 .iter()
                 .map(|c| segment::coin_bucket(c, dst.def.coin_buckets))
                 .collect();
             for r in 0..all.len() {
-                let key = (
-                    segment::window_start(all.ts[r], dst.def.window),
-                    bucket_of[all.coin_index[r] as usize],
-                );
-                pieces.entry(key).or_default().push(r as u32);
+                by_bucket
+                    .entry(bucket_of[all.coin_index[r] as usize])
+                    .or_default()
+                    .push(r as u32);
             }
-            let mut keys: Vec<(i64, u32)> = pieces.keys().copied().collect();
-            keys.sort_unstable();
             let mut written = Vec::new();
-            for key in keys {
-                let rows = &pieces[&key];
-                let mut batch = all.take(rows).sorted();
+            for (bucket, rows) in by_bucket {
+                let mut batch = all.take(&rows).sorted();
                 dedup_sorted(&mut batch);
                 let ids: Vec<i64> = batch
                     .coins
@@ -447,14 +464,8 @@ impl Store {
                         })
                     })
                     .collect::<Result<_>>()?;
-                let piece = Piece {
-                    window: key.0,
-                    bucket: key.1,
-                    batch,
-                };
-                if let Some(w) = self.select_and_write(dst, piece, &ids, dry_run, report)? {
-                    written.push(w);
-                }
+                let group = Group { bucket, batch, ids };
+                written.extend(self.select_and_write(dst, group, dry_run, report)?);
             }
             if dry_run {
                 continue;

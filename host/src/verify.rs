@@ -32,6 +32,37 @@ impl TierStats {
     }
 }
 
+/// `stats` as an aligned table, one line per tier (times in UTC).
+pub fn stats_table(stats: &[TierStats]) -> String {
+    use std::fmt::Write as _;
+    let time = |t: Option<i64>| {
+        t.and_then(chrono::DateTime::from_timestamp_millis)
+            .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+            .unwrap_or_default()
+    };
+    let mut out = format!(
+        "{:<10} {:>12} {:>9} {:>14} {:>7} {:<16} {:<16} CODEC\n",
+        "TIER", "ROWS", "SEGMENTS", "BYTES", "B/REC", "OLDEST", "NEWEST"
+    );
+    for t in stats {
+        let _ = writeln!(
+            out,
+            "{:<10} {:>12} {:>9} {:>14} {:>7} {:<16} {:<16} {}",
+            t.tier,
+            t.rows,
+            t.segments,
+            t.bytes,
+            t.bytes_per_record()
+                .map(|b| format!("{b:.1}"))
+                .unwrap_or_default(),
+            time(t.oldest),
+            time(t.newest),
+            t.codecs.join(",")
+        );
+    }
+    out
+}
+
 /// One problem `verify` found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fault {
@@ -64,7 +95,12 @@ impl Store {
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let page_size: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-        let pages: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        // Pages in use: freed pages (rows that moved to colder tiers) are reused, not counted.
+        let pages: i64 = self.conn.query_row(
+            "SELECT page_count - freelist_count FROM pragma_page_count, pragma_freelist_count",
+            [],
+            |r| r.get(0),
+        )?;
         let mut out = vec![TierStats {
             tier: "hot".into(),
             rows: self.hot_rows()?,
