@@ -130,10 +130,13 @@ enum Command {
         #[arg(long, default_value_t = 10, value_name = "N")]
         show_errors: usize,
     },
-    /// Ingest files (canonical CSV or JSONL, or the CoinGecko CSV; gzip is detected).
+    /// Ingest files: canonical CSV or JSONL, the CoinGecko CSVs, CMC ndjson, Coinpaprika
+    /// responses, or any CSV through --map (gzip is detected).
     Ingest {
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        #[command(flatten)]
+        source: SourceArgs,
         /// Report invalid rows and load the rest (default: strict, nothing is applied if any
         /// row is invalid).
         #[arg(long)]
@@ -519,6 +522,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Ingest {
             files,
+            source,
             skip_invalid,
         } => {
             let mut store = open_store(&cli.global)?;
@@ -528,7 +532,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 strata::ingest::Mode::Strict
             };
             let t = std::time::Instant::now();
-            let rep = store.ingest_files(&files, mode)?;
+            let rep = store.ingest_files(&files, source.format, &source.options()?, mode)?;
             for e in &rep.errors {
                 eprintln!("skipped {e}");
             }

@@ -171,6 +171,16 @@ pub fn default_policy() -> Policy {
     parse(DEFAULT_POLICY, "policies/default.toml").expect("the embedded default policy parses")
 }
 
+/// The embedded `all-columnar` policy (the default's tiers, every one in `columnar`): the
+/// benchmark's tier transitions use it.
+pub fn all_columnar_policy() -> Policy {
+    parse(
+        include_str!("../../policies/all-columnar.toml"),
+        "policies/all-columnar.toml",
+    )
+    .expect("the embedded all-columnar policy parses")
+}
+
 /// Parses policy text; `origin` names it in errors.
 pub fn parse(text: &str, origin: &str) -> Result<Policy> {
     let loc = Locator { origin, text };

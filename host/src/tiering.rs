@@ -547,10 +547,6 @@ fn dedup_sorted(b: &mut Batch) {
 /// One day, in ms.
 pub const DAY_MS: i64 = 86_400_000;
 
-/// The engine's built-in tiers, used when no policy file is given: hot 30 days; warm 365 days
-/// of daily samples; cold 5 years of weekly samples; archive forever, quarterly samples. Every
-/// colder tier uses the `jsonl-gzip` codec (until a columnar codec is built in). Segments:
-/// 30-day windows in warm, 365-day windows in cold and archive, 16 coin buckets.
 /// The tier definitions of a policy file (see [`crate::policy`]).
 pub fn tiers_from_policy(policy: &crate::policy::Policy) -> Vec<TierDef> {
     let spec = |s: &Option<crate::policy::PluginSpec>| {
@@ -568,31 +564,4 @@ pub fn tiers_from_policy(policy: &crate::policy::Policy) -> Vec<TierDef> {
             coin_buckets: t.segment.coin_buckets,
         })
         .collect()
-}
-
-pub fn default_tiers() -> Vec<TierDef> {
-    let t = |name: &str, keep: Option<i64>, every: &str, window_days: i64| TierDef {
-        name: name.into(),
-        keep,
-        retention: Some((
-            PluginRef::parse("sample"),
-            vec![("every".into(), every.into())],
-        )),
-        codec: Some((PluginRef::parse("jsonl-gzip"), Vec::new())),
-        window: window_days * DAY_MS,
-        coin_buckets: 16,
-    };
-    vec![
-        TierDef {
-            name: "hot".into(),
-            keep: Some(30 * DAY_MS),
-            retention: None,
-            codec: None,
-            window: 0,
-            coin_buckets: 0,
-        },
-        t("warm", Some(365 * DAY_MS), "1d", 30),
-        t("cold", Some(5 * 365 * DAY_MS), "week", 365),
-        t("archive", None, "quarter", 365),
-    ]
 }
