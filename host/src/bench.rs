@@ -13,8 +13,8 @@ use strata_plugin_sdk::Batch;
 use crate::generate::{GenConfig, Generator, append_same_dict};
 use crate::ingest::Mode;
 use crate::plugin::Runtime;
-use crate::store::{Store, StoreOptions};
 use crate::policy::all_columnar_policy;
+use crate::store::{Store, StoreOptions};
 use crate::tiering::{Plan, tiers_from_policy};
 
 /// Benchmark settings.

@@ -113,3 +113,85 @@ fn walk(d: &Path) -> Vec<std::path::PathBuf> {
     out.sort();
     out
 }
+
+/// Serves `body` as the answer to every HTTP request on 127.0.0.1; returns the base URL.
+fn serve(body: Vec<u8>) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                line.clear();
+            }
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    base
+}
+
+#[test]
+fn collect_once_stores_every_recorded_coinpaprika_ticker() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data/coinpaprika-samples/v1_tickers_2019-09-06.json.gz");
+    let Ok(gz) = std::fs::read(&path) else {
+        eprintln!("skipping: {} not found", path.display());
+        return;
+    };
+    let mut body = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut body).unwrap();
+    let base = serve(body.clone());
+
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = stdout(&strata(&data, &["collect", "--once", "--url", &base]));
+    assert!(out.contains("ingested 2541 rows (0 skipped)"), "{out}");
+
+    // Every ticker, read independently from the JSON, against the store (the rows have aged
+    // into colder tiers by now: the tickers are from 2019).
+    let tickers: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+    assert_eq!(tickers.len(), 2541);
+    let mut store = strata::Store::open(&data).unwrap();
+    store.set_runtime(strata::plugin::Runtime::new(Default::default()).unwrap());
+    let bits = |v: &serde_json::Value| v.as_f64().map_or(f64::NAN, |f| f).to_bits();
+    for t in &tickers {
+        let id = t["id"].as_str().unwrap();
+        let a = store.latest(id, 2).unwrap();
+        assert_eq!(a.len(), 1, "{id}: one row");
+        let r = a.rows.row(0);
+        let usd = &t["quotes"]["USD"];
+        let ts = chrono::DateTime::parse_from_rfc3339(t["last_updated"].as_str().unwrap())
+            .unwrap()
+            .timestamp_millis();
+        assert_eq!(
+            (r.ts, r.rank as u64),
+            (ts, t["rank"].as_u64().unwrap()),
+            "{id}"
+        );
+        assert_eq!(r.price.to_bits(), bits(&usd["price"]), "{id} price");
+        assert_eq!(
+            r.market_cap.to_bits(),
+            bits(&usd["market_cap"]),
+            "{id} market cap"
+        );
+        assert_eq!(r.volume.to_bits(), bits(&usd["volume_24h"]), "{id} volume");
+        assert_eq!(
+            r.supply.to_bits(),
+            bits(&t["circulating_supply"]),
+            "{id} supply"
+        );
+        let meta = store.coin_meta(id).unwrap().unwrap();
+        assert_eq!(meta.symbol, t["symbol"].as_str().unwrap(), "{id}");
+        assert_eq!(meta.name, t["name"].as_str().unwrap(), "{id}");
+    }
+    drop(store);
+    assert!(stdout(&strata(&data, &["verify"])).contains(" 0 faults"));
+}
