@@ -195,3 +195,36 @@ fn collect_once_stores_every_recorded_coinpaprika_ticker() {
     drop(store);
     assert!(stdout(&strata(&data, &["verify"])).contains(" 0 faults"));
 }
+
+#[test]
+fn demo_fills_every_tier_of_the_default_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("demo");
+    let out = stdout(&strata(
+        &data,
+        &["demo", "--coins", "24", "--hourly-days", "2"],
+    ));
+    assert!(out.contains("hourly for the last 2 days"), "{out}");
+    // Every tier holds rows, and so does the biggest coin's query.
+    let stats = stdout(&strata(&data, &["stats"]));
+    for tier in ["hot", "warm", "cold", "archive"] {
+        let line = stats
+            .lines()
+            .find(|l| l.starts_with(tier))
+            .unwrap_or_else(|| panic!("no {tier} in\n{stats}"));
+        let rows: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert!(rows > 0, "{line}");
+    }
+    let query = out.lines().find(|l| l.starts_with("query ")).expect(&out);
+    for tier in ["hot", "warm", "cold", "archive"] {
+        assert!(query.contains(&format!("{tier} ")), "{query}");
+    }
+    // Every codec round-tripped and the plan was printed.
+    assert_eq!(out.matches("bit-exact").count(), 7, "{out}");
+    assert!(out.contains("policy `default`: 13532 coins"), "{out}");
+    assert!(stdout(&strata(&data, &["verify"])).contains(" 0 faults"));
+    // A second run refuses a store that is not empty.
+    let o = strata(&data, &["demo", "--coins", "24"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not empty"));
+}
