@@ -351,7 +351,9 @@ impl Store {
                 .or_default()
                 .push(r as u32);
         }
-        let mut out = Vec::with_capacity(windows.len());
+        // Split by window (sequentially: catalog reads), then encode and write the pieces on
+        // every core: the codec is the slow part of a transition.
+        let mut pieces = Vec::with_capacity(windows.len());
         for (window, rows) in windows {
             let piece = if rows.len() == kept.len() {
                 std::mem::take(&mut kept)
@@ -368,14 +370,24 @@ impl Store {
                 .map(|(c, ts)| (id_of[piece.coins[c as usize].as_str()], ts))
                 .collect();
             last_kept.sort_unstable();
-            let coin_ids: Vec<i64> = last_kept.iter().map(|&(id, _)| id).collect();
-            let bytes = codec.encode(&piece, copts)?;
             let seq = self.next_seq(&dst.def.name, window, bucket)?;
             let rel =
                 segment::relative_path(&dst.def.name, window, bucket, seq, &codec.info.extension);
-            segment::write_atomic(&self.dir.join(&rel), &bytes)?;
+            pieces.push((window, seq, rel, piece, last_kept));
+        }
+        let (codec, dir): (&CodecPlugin, &std::path::Path) = (codec, &self.dir);
+        let files = parallel_map(&pieces, |(_, _, rel, piece, _)| -> Result<(u64, String)> {
+            let bytes = codec.encode(piece, copts)?;
+            segment::write_atomic(&dir.join(rel), &bytes)?;
+            Ok((bytes.len() as u64, segment::checksum(&bytes)))
+        });
+        let options = serde_json::to_string(copts)?;
+        let mut out = Vec::with_capacity(pieces.len());
+        for ((window, seq, rel, piece, last_kept), file) in pieces.into_iter().zip(files) {
+            let (bytes, sha256) = file?;
             report.segments_written += 1;
-            report.bytes_written += bytes.len() as u64;
+            report.bytes_written += bytes;
+            let coin_ids: Vec<i64> = last_kept.iter().map(|&(id, _)| id).collect();
             let info = SegmentInfo {
                 id: 0,
                 tier: dst.def.name.clone(),
@@ -386,13 +398,13 @@ impl Store {
                 codec: codec.meta.name.clone(),
                 codec_version: codec.info.info.version.clone(),
                 codec_sha256: codec.meta.sha256.clone(),
-                options: serde_json::to_string(copts)?,
+                options: options.clone(),
                 rows: piece.len() as u64,
                 min_ts: *piece.ts.iter().min().expect("not empty"),
                 max_ts: *piece.ts.iter().max().expect("not empty"),
                 coins: coin_ids.len() as u64,
-                bytes: bytes.len() as u64,
-                sha256: segment::checksum(&bytes),
+                bytes,
+                sha256,
             };
             out.push(Written {
                 info,
@@ -528,6 +540,38 @@ impl Store {
             .with_context(|| format!("decoding segment {}", p.display()))?;
         Ok(b)
     }
+}
+
+/// `f` applied to every item, on up to one thread per core; results in the items' order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut done: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        mine.push((i, f(item)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a transition worker does not panic"))
+            .collect()
+    });
+    done.sort_unstable_by_key(|&(i, _)| i);
+    done.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Drops all but the last row of each run of equal (coin, ts) in a sorted batch.
