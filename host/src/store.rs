@@ -95,6 +95,9 @@ pub struct StoreOptions {
     pub hot_merge_rows: u64,
     /// SQLite page cache, in MiB.
     pub cache_mib: u32,
+    /// How much of the database file SQLite reads through a memory map (0 = none; capped by
+    /// SQLite at 2 GB): reads of a hot tier bigger than the page cache then cost no system call.
+    pub mmap_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -102,6 +105,7 @@ impl Default for StoreOptions {
         StoreOptions {
             hot_merge_rows: 24 * 13_600,
             cache_mib: 256,
+            mmap_bytes: 2 << 30,
         }
     }
 }
@@ -177,8 +181,10 @@ impl Store {
              PRAGMA synchronous = FULL;
              PRAGMA cache_size = -{};
              PRAGMA temp_store = MEMORY;
+             PRAGMA mmap_size = {};
              PRAGMA wal_autocheckpoint = 16384;",
-            u64::from(options.cache_mib) * 1024
+            u64::from(options.cache_mib) * 1024,
+            options.mmap_bytes
         ))
         .with_context(|| format!("configuring {}", db.display()))?;
         conn.execute_batch(&format!(

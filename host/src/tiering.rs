@@ -163,6 +163,8 @@ struct Group {
     batch: Batch,
     /// `ids[c]` is the store id of `batch.coins[c]`.
     ids: Vec<i64>,
+    /// Time spent reading it.
+    read: std::time::Duration,
 }
 
 impl Group {
@@ -171,6 +173,7 @@ impl Group {
             bucket,
             batch: Batch::default(),
             ids: Vec::new(),
+            read: std::time::Duration::ZERO,
         }
     }
 }
@@ -257,7 +260,9 @@ impl Store {
             for (key, id) in members {
                 group.batch.coins.push(key.clone());
                 let before = group.batch.len();
+                let t = std::time::Instant::now();
                 self.hot_read(*id, i64::MIN, cut - 1, false, None, &mut group.batch)?;
+                group.read += t.elapsed();
                 if group.batch.len() == before {
                     group.batch.coins.pop();
                     continue;
@@ -286,11 +291,14 @@ impl Store {
         report: &mut MoveReport,
     ) -> Result<()> {
         report.rows_read += group.batch.len() as u64;
-        let ids = group.ids.clone();
+        let (ids, read, rows) = (group.ids.clone(), group.read, group.batch.len());
+        let t = std::time::Instant::now();
         let written = self.select_and_write(dst, group, dry_run, report)?;
+        let written_in = t.elapsed();
         if dry_run {
             return Ok(());
         }
+        let t = std::time::Instant::now();
         self.write_txn(|s| {
             for w in &written {
                 s.commit_written(w)?;
@@ -302,7 +310,16 @@ impl Store {
                 del.execute(rusqlite::params![id, cut])?;
             }
             Ok(())
-        })
+        })?;
+        tracing::debug!(
+            rows,
+            read_ms = read.as_secs_f64() * 1e3,
+            segments = written.len(),
+            select_and_write_ms = written_in.as_secs_f64() * 1e3,
+            commit_ms = t.elapsed().as_secs_f64() * 1e3,
+            "moved a group of hot rows"
+        );
+        Ok(())
     }
 
     /// Runs the destination's retention on a group, then, unless `dry_run`, encodes the
@@ -318,7 +335,9 @@ impl Store {
     ) -> Result<Vec<Written>> {
         let (policy, popts) = dst.retention.as_ref().expect("checked by Plan::load");
         let (codec, copts) = dst.codec.as_ref().expect("checked by Plan::load");
-        let Group { bucket, batch, ids } = group;
+        let Group {
+            bucket, batch, ids, ..
+        } = group;
         let last: Vec<Option<i64>> = ids
             .iter()
             .map(|&id| self.last_kept(&dst.def.name, id))
@@ -476,7 +495,12 @@ impl Store {
                         })
                     })
                     .collect::<Result<_>>()?;
-                let group = Group { bucket, batch, ids };
+                let group = Group {
+                    bucket,
+                    batch,
+                    ids,
+                    read: std::time::Duration::ZERO,
+                };
                 written.extend(self.select_and_write(dst, group, dry_run, report)?);
             }
             if dry_run {
