@@ -23,6 +23,57 @@ use strata_plugin_sdk::Batch;
 
 use crate::store::{CoinMeta, Store};
 
+/// Rows per coin in the [`LatestCache`].
+pub const LATEST_CACHE_ROWS: usize = 32;
+
+/// One hot row without its coin: `(ts, [price, market_cap, volume, supply], rank)`, NaN
+/// canonical, exactly as a read of the hot tables returns it.
+pub(crate) type HotRow = (i64, [f64; 4], u32);
+
+/// The newest hot rows of the coins `latest` has read, so that the dashboard query — a coin's
+/// last few rows — costs a hash lookup instead of two SQLite searches.
+///
+/// Invariant: an entry holds the newest `min(LATEST_CACHE_ROWS, n)` of the coin's `n` hot rows,
+/// newest first. Collection batches update the entries of their coins in place (a new row either
+/// enters the newest rows or is older than all of them); a bulk import, a tier transition
+/// (rows leave the hot tier) and a rolled-back write clear the whole cache.
+#[derive(Debug, Default)]
+pub(crate) struct LatestCache {
+    rows: std::collections::HashMap<i64, Vec<HotRow>>,
+}
+
+impl LatestCache {
+    pub(crate) fn clear(&mut self) {
+        self.rows.clear();
+    }
+
+    pub(crate) fn get(&self, coin: i64) -> Option<&[HotRow]> {
+        self.rows.get(&coin).map(Vec::as_slice)
+    }
+
+    /// Records the newest rows of `coin`, newest first, as read from the hot tables.
+    pub(crate) fn fill(&mut self, coin: i64, rows: Vec<HotRow>) {
+        debug_assert!(rows.len() <= LATEST_CACHE_ROWS);
+        self.rows.insert(coin, rows);
+    }
+
+    /// Applies an upsert of `row` to `coin`'s entry, if it has one.
+    fn upsert(&mut self, coin: i64, row: HotRow) {
+        let Some(rows) = self.rows.get_mut(&coin) else {
+            return;
+        };
+        // Newest first: search with the order reversed.
+        match rows.binary_search_by(|r| row.0.cmp(&r.0)) {
+            Ok(i) => rows[i] = row,
+            Err(i) if i < LATEST_CACHE_ROWS => {
+                rows.insert(i, row);
+                rows.truncate(LATEST_CACHE_ROWS);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 /// A batch with at most this many distinct timestamps goes to `hot_recent`.
 pub const RECENT_MAX_TIMES: usize = 4;
 
@@ -204,6 +255,25 @@ impl Store {
         }
         if recent {
             self.recent_rows += batch.len() as u64;
+            let mut cache = self.latest.borrow_mut();
+            if !cache.rows.is_empty() {
+                let canon = |v: f64| if v.is_nan() { f64::NAN } else { v };
+                for i in 0..batch.len() {
+                    let row = (
+                        batch.ts[i],
+                        [
+                            canon(batch.price[i]),
+                            canon(batch.market_cap[i]),
+                            canon(batch.volume[i]),
+                            canon(batch.supply[i]),
+                        ],
+                        batch.rank[i],
+                    );
+                    cache.upsert(ids[batch.coin_index[i] as usize], row);
+                }
+            }
+        } else {
+            self.latest.borrow_mut().clear();
         }
         Ok(IngestStats {
             rows: batch.len() as u64,
@@ -459,5 +529,62 @@ mod tests {
         assert!(err.to_string().contains("row 1 (coin `zz`)"), "{err}");
         assert_eq!(s.hot_rows().unwrap(), 0);
         assert_eq!(s.coin_id("a"), None, "the rolled-back coin is forgotten");
+    }
+
+    #[test]
+    fn latest_from_the_cache_equals_a_fresh_read() {
+        let d = tempfile::tempdir().unwrap();
+        let history: Vec<(&str, i64, f64)> = (0..60)
+            .map(|t| ("a", 1000 + t * 10, t as f64 + 0.5))
+            .chain((0..5).map(|t| ("b", 1000 + t * 10, -(t as f64))))
+            .collect();
+        let batches: [&[(&str, i64, f64)]; 4] = [
+            // A new newest row, and an update of a row among the newest.
+            &[("a", 1600, 1.0), ("a", 1550, f64::NAN), ("b", 1600, 2.0)],
+            // Older than every cached row of `a` (dropped by the cache), but `b` has few rows.
+            &[("a", 990, 3.0), ("b", 990, 4.0)],
+            // Duplicates within a batch: the later wins.
+            &[("a", 1610, 5.0), ("a", 1610, 6.0), ("b", 1610, -0.0)],
+            &[("a", 1605, 7.0)],
+        ];
+        let answers = |s: &Store| -> Vec<Batch> {
+            ["a", "b"]
+                .iter()
+                .flat_map(|c| [1, 10, 32].map(|n| s.latest(c, n).unwrap().rows))
+                .collect()
+        };
+        let mut cached = Vec::new();
+        {
+            let mut s = Store::open(d.path()).unwrap();
+            s.ingest(&batch(&history), &[]).unwrap();
+            answers(&s); // fills the cache
+            for b in batches {
+                s.ingest(&batch(b), &[]).unwrap();
+                cached.push(answers(&s));
+            }
+            // A failed write clears the cache rather than leaving it ahead of the tables.
+            let mut bad = batch(&[("a", 1700, 1.0)]);
+            bad.ts[0] = -1;
+            assert!(s.ingest(&bad, &[]).is_err());
+            assert!(s.latest.borrow().get(s.coin_id("a").unwrap()).is_none());
+        }
+        // Replay on a fresh store, reading without a warm cache after each batch.
+        let d2 = tempfile::tempdir().unwrap();
+        let mut s = Store::open(d2.path()).unwrap();
+        s.ingest(&batch(&history), &[]).unwrap();
+        for (b, want) in batches.iter().zip(&cached) {
+            s.ingest(&batch(b), &[]).unwrap();
+            let got = answers(&s);
+            s.latest.borrow_mut().clear();
+            for (g, w) in got.iter().zip(want) {
+                assert!(g.bit_eq(w), "{g:?}\n{w:?}");
+            }
+        }
+        // `b` has fewer rows than asked for: all 8 of them, the last the cache saw at 1610.
+        let b = s.latest("b", 32).unwrap().rows;
+        assert_eq!(
+            (b.len(), b.ts[7], b.price[7].to_bits()),
+            (8, 1610, (-0.0f64).to_bits())
+        );
     }
 }

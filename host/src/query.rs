@@ -10,6 +10,7 @@ use std::rc::Rc;
 use anyhow::{Context, Result};
 use strata_plugin_sdk::Batch;
 
+use crate::hot::LATEST_CACHE_ROWS;
 use crate::store::Store;
 
 /// One coin's rows, oldest first, with the tier each came from.
@@ -62,6 +63,41 @@ impl Store {
     /// The newest `n` rows of `coin`, oldest first.
     pub fn latest(&self, coin: &str, n: usize) -> Result<Answer> {
         let id = self.known(coin)?;
+        if n <= LATEST_CACHE_ROWS {
+            if self.latest.borrow().get(id).is_none() {
+                let mut h = single(coin);
+                self.hot_read(
+                    id,
+                    i64::MIN,
+                    i64::MAX,
+                    true,
+                    Some(LATEST_CACHE_ROWS),
+                    &mut h,
+                )?;
+                let rows = (0..h.len())
+                    .map(|r| {
+                        let f = [h.price[r], h.market_cap[r], h.volume[r], h.supply[r]];
+                        (h.ts[r], f, h.rank[r])
+                    })
+                    .collect();
+                self.latest.borrow_mut().fill(id, rows);
+            }
+            let cache = self.latest.borrow();
+            let rows = cache.get(id).expect("just filled");
+            if rows.len() >= n {
+                let mut b = Batch::with_capacity(n);
+                b.coins.push(coin.to_string());
+                for &(ts, f, rank) in rows[..n].iter().rev() {
+                    b.push(0, ts, f[0], f[1], f[2], f[3], rank);
+                }
+                let hot: Rc<str> = Rc::from("hot");
+                return Ok(Answer {
+                    rows: b,
+                    tier: vec![hot; n],
+                });
+            }
+            // Fewer than n hot rows: the rest comes from colder tiers.
+        }
         let mut h = single(coin);
         self.hot_read(id, i64::MIN, i64::MAX, true, Some(n), &mut h)?;
         if h.len() == n {

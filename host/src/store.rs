@@ -110,6 +110,9 @@ impl Default for StoreOptions {
     }
 }
 
+/// How long [`Store::open`] waits for a busy data directory lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// An open data directory.
 pub struct Store {
     pub(crate) dir: PathBuf,
@@ -123,6 +126,8 @@ pub struct Store {
     /// Codecs by component sha256, for reading segments.
     pub(crate) codecs: RefCell<HashMap<String, Rc<CodecPlugin>>>,
     pub(crate) runtime: RefCell<Option<Runtime>>,
+    /// The newest hot rows of coins `latest` has read (see [`crate::hot::LatestCache`]).
+    pub(crate) latest: RefCell<crate::hot::LatestCache>,
     _lock: File,
 }
 
@@ -155,7 +160,17 @@ impl Store {
             .write(true)
             .open(&lock_path)
             .with_context(|| format!("opening {}", lock_path.display()))?;
-        match lock.try_lock() {
+        // A lock can be held for a moment by a process that is not using the store: a child
+        // forked by a thread of a process that had the store open inherits the lock until it
+        // execs. So a busy lock is retried for a short while before it counts as in use.
+        let mut waited = std::time::Duration::ZERO;
+        let mut locked = lock.try_lock();
+        while matches!(locked, Err(std::fs::TryLockError::WouldBlock)) && waited < LOCK_WAIT {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            waited += std::time::Duration::from_millis(20);
+            locked = lock.try_lock();
+        }
+        match locked {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => bail!(
                 "data directory {} is in use by another strata process",
@@ -214,6 +229,7 @@ impl Store {
             recent_rows: recent_rows as u64,
             codecs: RefCell::new(HashMap::new()),
             runtime: RefCell::new(None),
+            latest: RefCell::default(),
             _lock: lock,
         };
         let rec = store.recover()?;
@@ -382,6 +398,7 @@ impl Store {
             }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
+                self.latest.borrow_mut().clear();
                 self.reload_coins()?;
                 self.recent_rows =
                     self.conn

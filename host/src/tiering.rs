@@ -309,6 +309,7 @@ impl Store {
             for id in &ids {
                 del.execute(rusqlite::params![id, cut])?;
             }
+            s.latest.borrow_mut().clear();
             Ok(())
         })?;
         tracing::debug!(
