@@ -122,7 +122,7 @@ pub struct Report {
 }
 
 /// Rows per ingest call: big enough to be a bulk import, small enough to bound memory.
-const INGEST_CHUNK: usize = 1 << 21;
+const INGEST_CHUNK: usize = 1 << 22;
 
 /// Runs the demo in `store` (which should be empty).
 pub fn run(

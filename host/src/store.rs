@@ -95,8 +95,9 @@ pub struct StoreOptions {
     pub hot_merge_rows: u64,
     /// SQLite page cache, in MiB.
     pub cache_mib: u32,
-    /// How much of the database file SQLite reads through a memory map (0 = none; capped by
-    /// SQLite at 2 GB): reads of a hot tier bigger than the page cache then cost no system call.
+    /// How much of the database file SQLite reads through a memory map (0 = none, the default;
+    /// capped by SQLite at 2 GB). Reads of a hot tier bigger than the page cache then cost no
+    /// system call, but the mapped pages count towards the process's resident memory.
     pub mmap_bytes: u64,
 }
 
@@ -105,7 +106,7 @@ impl Default for StoreOptions {
         StoreOptions {
             hot_merge_rows: 24 * 13_600,
             cache_mib: 256,
-            mmap_bytes: 2 << 30,
+            mmap_bytes: 0,
         }
     }
 }

@@ -464,11 +464,19 @@ impl Store {
             }
         }
         for group in groups {
-            // Decode the source window, later segments (higher seq) winning on equal keys.
+            // Decode the source window (on every core), later segments (higher seq) winning on
+            // equal keys.
+            let codecs: Vec<Rc<CodecPlugin>> = group
+                .iter()
+                .map(|s| self.codec_for(s))
+                .collect::<Result<_>>()?;
+            let jobs: Vec<(&SegmentInfo, &CodecPlugin)> =
+                group.iter().zip(codecs.iter().map(|c| &**c)).collect();
+            let dir: &std::path::Path = &self.dir;
+            let decoded = parallel_map(&jobs, |&(s, codec)| read_segment_with(dir, s, codec, None));
             let mut all = Batch::default();
-            for s in &group {
-                let b = self.read_segment(s, None)?;
-                all.extend_from(&b);
+            for b in decoded {
+                all.extend_from(&b?);
             }
             report.rows_read += all.len() as u64;
             let mut by_bucket: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
@@ -556,15 +564,22 @@ impl Store {
 
     /// Reads and decodes segment `s`, optionally only the rows of `coins`.
     pub fn read_segment(&self, s: &SegmentInfo, coins: Option<&[String]>) -> Result<Batch> {
-        let codec = self.codec_for(s)?;
-        let p = self.dir.join(&s.path);
-        let bytes =
-            std::fs::read(&p).with_context(|| format!("reading segment {}", p.display()))?;
-        let b = codec
-            .decode(&bytes, coins)
-            .with_context(|| format!("decoding segment {}", p.display()))?;
-        Ok(b)
+        read_segment_with(&self.dir, s, &*self.codec_for(s)?, coins)
     }
+}
+
+/// Reads and decodes segment `s` of the store in `dir` with its codec.
+fn read_segment_with(
+    dir: &std::path::Path,
+    s: &SegmentInfo,
+    codec: &CodecPlugin,
+    coins: Option<&[String]>,
+) -> Result<Batch> {
+    let p = dir.join(&s.path);
+    let bytes = std::fs::read(&p).with_context(|| format!("reading segment {}", p.display()))?;
+    codec
+        .decode(&bytes, coins)
+        .with_context(|| format!("decoding segment {}", p.display()))
 }
 
 /// `f` applied to every item, on up to one thread per core; results in the items' order.
