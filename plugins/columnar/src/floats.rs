@@ -105,9 +105,11 @@ impl Window {
         w
     }
 
+    /// Adds the ratio of row `q`, dropping the oldest (`v` stays oldest first).
     #[inline]
     fn push(&mut self, q: usize, value: f64, refs: Refs<'_>) {
-        self.v[self.n % 5] = value / refs.price.get(q).copied().unwrap_or(f64::NAN);
+        self.v.copy_within(1.., 0);
+        self.v[4] = value / refs.price.get(q).copied().unwrap_or(f64::NAN);
         self.n += 1;
     }
 
@@ -122,33 +124,27 @@ impl Window {
     }
 }
 
-/// The median of five non-NaN values in IEEE total order, by a 9-comparator sorting network on
-/// integer keys: branch-free, and the same on every platform (float `min`/`max` may pick either
-/// zero when comparing -0.0 with +0.0).
+/// The median of five non-NaN values in IEEE total order, on integer keys: branch-free, and the
+/// same on every platform (float `min`/`max` may pick either zero when comparing -0.0 with +0.0).
+///
+/// The first four are sorted (5 comparators) and the median is the last one clamped between
+/// their middle two. When decoding, the last is the ratio of the row just decoded while the
+/// other four are older, so only the clamp waits for the newest value.
 #[inline]
 fn median5(v: [f64; 5]) -> f64 {
     let key = |x: f64| {
         let b = x.to_bits() as i64;
         b ^ (((b >> 63) as u64) >> 1) as i64
     };
-    let mut k = v.map(key);
-    for (a, b) in [
-        (0, 1),
-        (3, 4),
-        (2, 4),
-        (2, 3),
-        (0, 3),
-        (0, 2),
-        (1, 4),
-        (1, 3),
-        (1, 2),
-    ] {
+    let mut k = [v[0], v[1], v[2], v[3]].map(key);
+    for (a, b) in [(0, 1), (2, 3), (0, 2), (1, 3), (1, 2)] {
         let (lo, hi) = (k[a].min(k[b]), k[a].max(k[b]));
         k[a] = lo;
         k[b] = hi;
     }
+    let m = key(v[4]).max(k[1]).min(k[2]);
     // `key` is an involution: applying it again gives back the bits.
-    f64::from_bits(key(f64::from_bits(k[2] as u64)) as u64)
+    f64::from_bits(key(f64::from_bits(m as u64)) as u64)
 }
 
 /// `v` as a decimal with `e` digits after the point, if that is exact.
