@@ -237,27 +237,31 @@ impl Tables {
             .collect()
     }
 
-    /// rANS-encodes a coin's symbol log with the constants from [`Tables::encoder`]; the result
+    /// rANS-encodes a coin's symbol log with the constants from [`Tables::encoder`], symbol `i`
+    /// with state `i % lanes` (1 for format version 1, [`LANES`] since version 2); the result
     /// is read forward by [`RansDecoder`].
-    pub fn encode(enc: &[[EncSymbol; NSYM]], log: &[u32]) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(log.len() / 2 + 4);
-        let mut x = L;
-        for &s in log.iter().rev() {
+    pub fn encode(enc: &[[EncSymbol; NSYM]], log: &[u32], lanes: usize) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(log.len() / 2 + 4 * lanes);
+        let mut x = [L; LANES];
+        for (i, &s) in log.iter().enumerate().rev() {
             let sym = enc
                 .get((s >> 8) as usize)
                 .and_then(|t| t.get((s & 0xFF) as usize))
                 .filter(|e| e.x_max != 0)
                 .ok_or_else(|| Error::Internal(format!("symbol {s:#x} has no frequency")))?;
-            while x >= sym.x_max {
-                out.push(x as u8);
-                x >>= 8;
+            let x = &mut x[i % lanes];
+            while *x >= sym.x_max {
+                out.push(*x as u8);
+                *x >>= 8;
             }
-            let q = (((u64::from(x) * u64::from(sym.rcp_freq)) >> 32) as u32) >> sym.rcp_shift;
-            x = x
+            let q = (((u64::from(*x) * u64::from(sym.rcp_freq)) >> 32) as u32) >> sym.rcp_shift;
+            *x = x
                 .wrapping_add(sym.bias)
                 .wrapping_add(q.wrapping_mul(sym.cmpl_freq));
         }
-        out.extend_from_slice(&x.to_le_bytes());
+        for x in x[..lanes].iter().rev() {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
         out.reverse();
         Ok(out)
     }
@@ -355,35 +359,48 @@ pub struct DecSlots {
     start: [u16; 256],
 }
 
+/// rANS states a coin's symbols alternate between (format version 2): consecutive symbols
+/// then decode independently, so two decoding steps overlap in the processor.
+pub const LANES: usize = 2;
+
 /// Reads one coin's rANS stream.
 pub struct RansDecoder<'a> {
     tables: &'a [DecTable],
     data: &'a [u8],
     pos: usize,
+    /// The state of the next symbol's lane, and the other lane's (equal to `L` with one lane).
     x: u32,
+    other: u32,
+    lanes: usize,
 }
 
 impl<'a> RansDecoder<'a> {
-    pub fn new(tables: &'a [DecTable], data: &'a [u8]) -> Result<RansDecoder<'a>> {
-        let head: [u8; 4] = data
-            .get(..4)
-            .and_then(|h| h.try_into().ok())
-            .ok_or_else(|| Error::corrupt("rANS stream shorter than its state"))?;
-        let x = u32::from_be_bytes(head);
-        if !(L..(L << 8)).contains(&x) {
-            return Err(Error::corrupt("rANS state out of range"));
+    /// A decoder for a stream written with `lanes` states (1 or [`LANES`]).
+    pub fn new(tables: &'a [DecTable], data: &'a [u8], lanes: usize) -> Result<RansDecoder<'a>> {
+        let mut x = [L; LANES];
+        for (k, x) in x[..lanes].iter_mut().enumerate() {
+            let head: [u8; 4] = data
+                .get(4 * k..4 * k + 4)
+                .and_then(|h| h.try_into().ok())
+                .ok_or_else(|| Error::corrupt("rANS stream shorter than its states"))?;
+            *x = u32::from_be_bytes(head);
+            if !(L..(L << 8)).contains(x) {
+                return Err(Error::corrupt("rANS state out of range"));
+            }
         }
         Ok(RansDecoder {
             tables,
             data,
-            pos: 4,
-            x,
+            pos: 4 * lanes,
+            x: x[0],
+            other: x[1],
+            lanes,
         })
     }
 
-    /// Errors unless the stream was consumed exactly and ended in the initial state.
+    /// Errors unless the stream was consumed exactly and ended in the initial states.
     pub fn finish(&self) -> Result<()> {
-        if self.x != L || self.pos != self.data.len() {
+        if self.x != L || self.other != L || self.pos != self.data.len() {
             return Err(Error::corrupt("rANS stream does not end where it should"));
         }
         Ok(())
@@ -401,15 +418,31 @@ impl SymSource for RansDecoder<'_> {
         let slot = self.x & (M - 1);
         let s = t.lut[slot as usize];
         // `lut` maps a slot to the symbol whose range holds it: the subtraction cannot wrap.
-        self.x = u32::from(t.freq[usize::from(s)]) * (self.x >> SCALE) + slot
+        let mut x = u32::from(t.freq[usize::from(s)]) * (self.x >> SCALE) + slot
             - u32::from(t.start[usize::from(s)]);
-        while self.x < L {
-            let b = *self
-                .data
-                .get(self.pos)
-                .ok_or_else(|| Error::corrupt("rANS stream is truncated"))?;
-            self.x = (self.x << 8) | u32::from(b);
-            self.pos += 1;
+        // `x >= L` before the step, so `x >= 2^11` after it: at most two bytes renormalise.
+        // Whether one is needed is a coin toss per symbol, so take `n` bytes without a branch
+        // on `n` (a mispredicted branch would stall the overlapping work on other columns).
+        let n = u32::from(x < L) + u32::from(x < L >> 8);
+        if let Some(&[b0, b1]) = self.data.get(self.pos..self.pos + 2) {
+            let next = u32::from(u16::from_be_bytes([b0, b1]));
+            x = x << (8 * n) | next >> (16 - 8 * n);
+            self.pos += n as usize;
+        } else {
+            while x < L {
+                let b = *self
+                    .data
+                    .get(self.pos)
+                    .ok_or_else(|| Error::corrupt("rANS stream is truncated"))?;
+                x = (x << 8) | u32::from(b);
+                self.pos += 1;
+            }
+        }
+        // The next symbol is the other lane's (a swap of registers, when there are two).
+        if self.lanes == 1 {
+            self.x = x;
+        } else {
+            (self.x, self.other) = (self.other, x);
         }
         Ok(s)
     }
@@ -478,15 +511,24 @@ pub fn get_code(
 ) -> Result<(u8, u64)> {
     let sym = src.get(table(fam, context(*ctx)), bits)?;
     *ctx = advance(*ctx, sym);
-    let code = match sym {
-        0 | 1 => u64::from(sym),
-        ESC => bits.read(64),
-        s => {
-            let low = u32::from(length_of(s)) - 2;
-            (0b10 | u64::from(s & 1)) << low | bits.read(low)
-        }
+    Ok((sym, read_code(sym, bits)))
+}
+
+/// The code of a symbol already read: its leading bits from the symbol, the rest raw from
+/// `bits` (for [`ESC`], all 64 bits raw).
+#[inline(always)]
+pub fn read_code(sym: u8, bits: &mut BitReader<'_>) -> u64 {
+    if sym == ESC {
+        return bits.read(64);
+    }
+    // Symbols 0 and 1 are their own code; from 2 on, `10` or `11` followed by `sym/2 - 1` bits.
+    let low = u32::from(sym / 2).saturating_sub(1);
+    let lead = if sym < 2 {
+        u64::from(sym)
+    } else {
+        0b10 | u64::from(sym & 1)
     };
-    Ok((sym, code))
+    lead << low | bits.read(low)
 }
 
 /// `c * log2(c)` for small counts, so that estimating a block costs no logarithms.
@@ -565,16 +607,18 @@ mod tests {
         let mut head = Vec::new();
         tables.write(&mut head);
         let back = Tables::read(&mut ByteReader::new(&head)).unwrap();
-        let bytes = Tables::encode(&tables.encoder(), &log.syms).unwrap();
-        assert!(bytes.len() < 2000, "skewed symbols should code small");
         let dec = back.decoder_tables();
-        let mut d = RansDecoder::new(&dec, &bytes).unwrap();
-        let mut bits = BitReader::new(&[]);
-        for &s in &log.syms {
-            let got = d.get((s >> 8) as usize, &mut bits).unwrap();
-            assert_eq!(got, (s & 0xFF) as u8);
+        for lanes in [1, LANES] {
+            let bytes = Tables::encode(&tables.encoder(), &log.syms, lanes).unwrap();
+            assert!(bytes.len() < 2000, "skewed symbols should code small");
+            let mut d = RansDecoder::new(&dec, &bytes, lanes).unwrap();
+            let mut bits = BitReader::new(&[]);
+            for &s in &log.syms {
+                let got = d.get((s >> 8) as usize, &mut bits).unwrap();
+                assert_eq!(got, (s & 0xFF) as u8);
+            }
+            d.finish().unwrap();
         }
-        d.finish().unwrap();
     }
 
     #[test]

@@ -182,9 +182,9 @@ fn find_exponent(vals: &[f64]) -> Option<usize> {
     (0..=MAX_E).find(|&e| sample.iter().all(|&v| to_decimal(v, e).is_some()))
 }
 
-/// A candidate encoding and what it would produce.
+/// A per-value encoding: method, predictor and (for `Decimal`) exponent.
 #[derive(Clone, Copy, PartialEq, Debug)]
-struct Choice {
+pub struct Choice {
     method: Method,
     pred: Pred,
     e: usize,
@@ -242,20 +242,27 @@ fn trial(choice: Choice, col: &[f64], lo: usize, hi: usize, refs: Refs<'_>) -> f
     estimate_bits(&hist, raw)
 }
 
-/// Encodes rows `lo..hi` of the coin-relative column `col` (header into `bits`, symbols into
-/// `sink`). `fam` is the column's entropy family, `ctx` its running context.
-#[allow(clippy::too_many_arguments)]
-pub fn encode_block(
+/// How a block of a float column is coded, as chosen by [`encode_header`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Plan {
+    /// No per-value data.
+    Constant,
+    /// 64 raw bits per value.
+    Raw,
+    /// A residual code per value.
+    Coded(Choice),
+}
+
+/// Chooses how to code rows `lo..hi` of the coin-relative column `col` and writes the block
+/// header into `bits`. The values follow with [`block_codes`] and [`put_value`].
+pub fn encode_header(
     col: &[f64],
     lo: usize,
     hi: usize,
     preds: &[Pred],
     refs: Refs<'_>,
-    fam: usize,
-    ctx: &mut usize,
-    sink: &mut impl SymSink,
     bits: &mut BitWriter,
-) {
+) -> Plan {
     let block = &col[lo..hi];
     let first = block[0].to_bits();
     if block.iter().all(|v| v.to_bits() == first) {
@@ -266,7 +273,7 @@ pub fn encode_block(
         if first != prev {
             bits.write(first, 64);
         }
-        return;
+        return Plan::Constant;
     }
     let mut best: Option<(Choice, f64)> = None;
     let mut consider = |choice: Choice| {
@@ -310,101 +317,174 @@ pub fn encode_block(
     // Raw costs 64 bits a value; the symbol streams cost at least a little more than estimated.
     if cost > (block.len() * 64) as f64 {
         bits.write(Method::Raw as u64, 3);
-        for v in block {
-            bits.write(v.to_bits(), 64);
-        }
-        return;
+        return Plan::Raw;
     }
     bits.write(choice.method as u64, 3);
     bits.write(choice.pred as u64, 2);
     if choice.method == Method::Decimal {
         bits.write(choice.e as u64, 5);
     }
-    each_code(choice, col, lo, hi, refs, |sym, code| {
-        put_code(sink, bits, fam, ctx, sym, code);
-    });
+    Plan::Coded(choice)
 }
 
-/// Decodes `n` values of a block, appending to `col` (the whole output column; the coin's rows
-/// start at `start`). `refs` must already hold this block's rows of the columns it predicts from.
-#[allow(clippy::too_many_arguments)]
-pub fn decode_block(
-    col: &mut Vec<f64>,
-    start: usize,
-    n: usize,
+/// The (symbol, code) of each of rows `lo..hi` under `plan` (none unless it is `Coded`).
+pub fn block_codes(
+    plan: Plan,
+    col: &[f64],
+    lo: usize,
+    hi: usize,
     refs: Refs<'_>,
+    out: &mut Vec<(u8, u64)>,
+) {
+    out.clear();
+    if let Plan::Coded(choice) = plan {
+        each_code(choice, col, lo, hi, refs, |sym, code| out.push((sym, code)));
+    }
+}
+
+/// Writes the value of one row under `plan`: its code (from [`block_codes`]) or its raw bits.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn put_value(
+    plan: Plan,
+    value: f64,
+    code: Option<&(u8, u64)>,
     fam: usize,
     ctx: &mut usize,
-    src: &mut impl SymSource,
-    bits: &mut BitReader<'_>,
-) -> Result<()> {
-    let method = bits.read(3);
-    if method == Method::Constant as u64 {
-        let constant = if bits.read(1) == 0 {
-            if col.len() > start {
-                col[col.len() - 1]
-            } else {
-                0.0
+    sink: &mut impl SymSink,
+    bits: &mut BitWriter,
+) {
+    match (plan, code) {
+        (Plan::Raw, _) => bits.write(value.to_bits(), 64),
+        (Plan::Coded(_), Some(&(sym, code))) => put_code(sink, bits, fam, ctx, sym, code),
+        _ => {}
+    }
+}
+
+/// How a block is decoded, from its header.
+#[derive(Clone, Copy)]
+enum Kind {
+    Constant(f64),
+    Raw,
+    Coded {
+        method: Method,
+        pred: Pred,
+        e: usize,
+    },
+}
+
+/// Decodes one float column of a block value by value: [`Cursor::header`] reads the block
+/// header, [`Cursor::next`] each value. Version 1 segments read a column's values right after
+/// its header, version 2 segments a row of every column at a time.
+pub struct Cursor {
+    kind: Kind,
+    /// The coin-relative row of the next value.
+    r: usize,
+    prev: f64,
+    window: Window,
+}
+
+impl Cursor {
+    /// Reads a block header. `col` holds the coin's values so far, `refs` the other columns'
+    /// (the window of `RatioMedian` starts from them).
+    pub fn header(col: &[f64], refs: Refs<'_>, bits: &mut BitReader<'_>) -> Result<Cursor> {
+        let r = col.len();
+        let prev = col.last().copied().unwrap_or(0.0);
+        let method = bits.read(3);
+        let kind = match method {
+            m if m == Method::Constant as u64 => {
+                let v = if bits.read(1) == 0 {
+                    prev
+                } else {
+                    f64::from_bits(bits.read(64))
+                };
+                Kind::Constant(v)
             }
-        } else {
-            f64::from_bits(bits.read(64))
+            m if m == Method::Raw as u64 => Kind::Raw,
+            m if m == Method::Delta as u64 || m == Method::Xor as u64 => Kind::Coded {
+                method: if m == Method::Delta as u64 {
+                    Method::Delta
+                } else {
+                    Method::Xor
+                },
+                pred: Pred::from_bits(bits.read(2))?,
+                e: 0,
+            },
+            m if m == Method::Decimal as u64 => {
+                let pred = Pred::from_bits(bits.read(2))?;
+                let e = bits.read(5) as usize;
+                if e > MAX_E {
+                    return Err(Error::corrupt(format!("decimal exponent {e} is too large")));
+                }
+                Kind::Coded {
+                    method: Method::Decimal,
+                    pred,
+                    e,
+                }
+            }
+            m => return Err(Error::corrupt(format!("unknown float method {m}"))),
         };
-        col.extend(std::iter::repeat_n(constant, n));
-        return Ok(());
+        let windowed = matches!(
+            kind,
+            Kind::Coded {
+                pred: Pred::RatioMedian,
+                ..
+            }
+        );
+        let window = Window::before(if windowed { r } else { 0 }, col, refs);
+        Ok(Cursor {
+            kind,
+            r,
+            prev,
+            window,
+        })
     }
-    if method == Method::Raw as u64 {
-        col.extend((0..n).map(|_| f64::from_bits(bits.read(64))));
-        return Ok(());
-    }
-    let pred = Pred::from_bits(bits.read(2))?;
-    let r0 = col.len() - start;
-    let mut prev = if r0 == 0 { 0.0 } else { col[col.len() - 1] };
-    let windowed = pred == Pred::RatioMedian;
-    let mut window = Window::before(if windowed { r0 } else { 0 }, &col[start..], refs);
-    match method {
-        m if m == Method::Delta as u64 || m == Method::Xor as u64 => {
-            let xor = m == Method::Xor as u64;
-            for r in r0..r0 + n {
-                let p = predict(pred, r, prev, window.median(), refs).to_bits();
-                let (sym, code) = get_code(src, bits, fam, ctx)?;
-                if sym == ESC {
-                    return Err(Error::corrupt("escape symbol in a delta/xor block"));
-                }
-                let v = if xor {
-                    p ^ code
+
+    /// The next value. `refs` must hold the other columns' rows up to this one.
+    #[inline(always)]
+    pub fn next(
+        &mut self,
+        refs: Refs<'_>,
+        fam: usize,
+        ctx: &mut usize,
+        src: &mut impl SymSource,
+        bits: &mut BitReader<'_>,
+    ) -> Result<f64> {
+        let r = self.r;
+        self.r += 1;
+        let v = match self.kind {
+            Kind::Constant(v) => v,
+            Kind::Raw => f64::from_bits(bits.read(64)),
+            Kind::Coded { method, pred, e } => {
+                let windowed = pred == Pred::RatioMedian;
+                let median = if windowed {
+                    self.window.median()
                 } else {
-                    p.wrapping_add(unzigzag(code) as u64)
+                    f64::NAN
                 };
-                prev = f64::from_bits(v);
-                if windowed {
-                    window.push(r, prev, refs);
-                }
-                col.push(prev);
-            }
-        }
-        m if m == Method::Decimal as u64 => {
-            let e = bits.read(5) as usize;
-            if e > MAX_E {
-                return Err(Error::corrupt(format!("decimal exponent {e} is too large")));
-            }
-            for r in r0..r0 + n {
-                let p = predict(pred, r, prev, window.median(), refs);
+                let p = predict(pred, r, self.prev, median, refs);
                 let (sym, code) = get_code(src, bits, fam, ctx)?;
-                prev = if sym == ESC {
-                    f64::from_bits(code)
-                } else {
-                    let d = pred_decimal(p, e).wrapping_add(unzigzag(code));
-                    d as f64 / P10[e]
+                let v = match method {
+                    Method::Decimal if sym == ESC => f64::from_bits(code),
+                    Method::Decimal => {
+                        let d = pred_decimal(p, e).wrapping_add(unzigzag(code));
+                        d as f64 / P10[e]
+                    }
+                    _ if sym == ESC => {
+                        return Err(Error::corrupt("escape symbol in a delta/xor block"));
+                    }
+                    Method::Xor => f64::from_bits(p.to_bits() ^ code),
+                    _ => f64::from_bits(p.to_bits().wrapping_add(unzigzag(code) as u64)),
                 };
                 if windowed {
-                    window.push(r, prev, refs);
+                    self.window.push(r, v, refs);
                 }
-                col.push(prev);
+                v
             }
-        }
-        m => return Err(Error::corrupt(format!("unknown float method {m}"))),
+        };
+        self.prev = v;
+        Ok(v)
     }
-    Ok(())
 }
 
 #[cfg(test)]
