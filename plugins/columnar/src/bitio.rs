@@ -20,7 +20,7 @@ pub struct BitWriter {
 
 impl BitWriter {
     /// Appends the low `bits` bits of `v` (`bits <= 64`; higher bits of `v` are ignored).
-    #[inline]
+    #[inline(always)]
     pub fn write(&mut self, v: u64, bits: u32) {
         if bits > 32 {
             self.write32(v & 0xFFFF_FFFF, 32);
@@ -30,7 +30,7 @@ impl BitWriter {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn write32(&mut self, v: u64, bits: u32) {
         self.acc |= v << self.n;
         self.n += bits;

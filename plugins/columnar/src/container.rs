@@ -76,8 +76,9 @@ struct CoinCols<'a> {
 #[derive(Default)]
 struct Scratch {
     ts: [Vec<[u64; 2]>; 2],
-    /// Per float column (fixed ones, then extras): the block's (symbol, code) per row.
-    codes: Vec<Vec<(u8, u64)>>,
+    /// Per float column (fixed ones, then extras): the block's (symbol, code) per row, and
+    /// scratch space for the candidates' codes.
+    codes: Vec<[Vec<(u8, u64)>; 2]>,
 }
 
 /// A float column being encoded: values, allowed predictors, family, running context, and
@@ -91,8 +92,17 @@ struct FloatCol<'a> {
 }
 
 impl FloatCol<'_> {
-    fn header(&mut self, lo: usize, hi: usize, refs: Refs<'_>, bits: &mut BitWriter) {
-        self.plan = floats::encode_header(self.values, lo, hi, self.preds, refs, bits);
+    fn header(
+        &mut self,
+        lo: usize,
+        hi: usize,
+        refs: Refs<'_>,
+        bits: &mut BitWriter,
+        s: &mut [Vec<(u8, u64)>; 2],
+    ) {
+        let [codes, spare] = s;
+        self.plan =
+            floats::encode_header(self.values, lo, hi, self.preds, refs, bits, codes, spare);
     }
 
     fn put(
@@ -140,7 +150,8 @@ fn encode_coin(
         .iter()
         .map(|v| col(v, EXTRA_PREDS, FAM_EXTRA))
         .collect();
-    s.codes.resize_with(fixed.len() + extra.len(), Vec::new);
+    s.codes
+        .resize_with(fixed.len() + extra.len(), Default::default);
     let (fixed_codes, extra_codes) = s.codes.split_at_mut(fixed.len());
     let n = c.ts.len();
     for lo in (0..n).step_by(block) {
@@ -148,13 +159,11 @@ fn encode_coin(
         // Headers: timestamps, the fixed float columns, rank, extra columns.
         let tsb = timestamps::encode_header(c.ts, lo, hi, &mut ts_state, &mut bits, &mut s.ts);
         for (f, codes) in fixed.iter_mut().zip(fixed_codes.iter_mut()) {
-            f.header(lo, hi, refs, &mut bits);
-            floats::block_codes(f.plan, f.values, lo, hi, refs, codes);
+            f.header(lo, hi, refs, &mut bits, codes);
         }
         let rank_coded = ints::encode_header(c.rank, lo, hi, &mut bits);
         for (f, codes) in extra.iter_mut().zip(extra_codes.iter_mut()) {
-            f.header(lo, hi, refs, &mut bits);
-            floats::block_codes(f.plan, f.values, lo, hi, refs, codes);
+            f.header(lo, hi, refs, &mut bits, codes);
         }
         // Rows, each column's value in the same order.
         for r in lo..hi {
@@ -162,13 +171,13 @@ fn encode_coin(
                 let codes = s.ts[0][r - tsb.from];
                 timestamps::put_row(tsb, codes, &mut ts_state.ctx_j, sink, &mut bits);
             }
-            for (f, codes) in fixed.iter_mut().zip(fixed_codes.iter()) {
+            for (f, [codes, _]) in fixed.iter_mut().zip(fixed_codes.iter()) {
                 f.put(r, codes.get(r - lo), sink, &mut bits);
             }
             if rank_coded {
                 ints::put_value(c.rank, r, FAM_RANK, &mut rank_ctx, sink, &mut bits);
             }
-            for (f, codes) in extra.iter_mut().zip(extra_codes.iter()) {
+            for (f, [codes, _]) in extra.iter_mut().zip(extra_codes.iter()) {
                 f.put(r, codes.get(r - lo), sink, &mut bits);
             }
         }
@@ -212,8 +221,29 @@ fn sort(batch: &Batch) -> Sorted<'_> {
                 .collect(),
         };
     }
-    let mut order: Vec<usize> = (0..batch.len()).collect();
-    order.sort_by_key(|&i| key(i)); // stable: duplicate keys keep their input order
+    // Stable sort by (coin rank, ts): a counting sort by coin keeps input order within a coin,
+    // and a coin's rows then need a (stable) sort by ts only when they are not in order already
+    // (inputs usually come in time order).
+    let mut start = vec![0usize; batch.coins.len() + 1];
+    for &c in &batch.coin_index {
+        start[rank[c as usize] as usize + 1] += 1;
+    }
+    for r in 1..start.len() {
+        start[r] += start[r - 1];
+    }
+    let mut next = start.clone();
+    let mut order = vec![0usize; batch.len()];
+    for (i, &c) in batch.coin_index.iter().enumerate() {
+        let at = &mut next[rank[c as usize] as usize];
+        order[*at] = i;
+        *at += 1;
+    }
+    for w in start.windows(2) {
+        let rows = &mut order[w[0]..w[1]];
+        if !rows.is_sorted_by_key(|&i| batch.ts[i]) {
+            rows.sort_by_key(|&i| batch.ts[i]);
+        }
+    }
     fn gather<T: Copy>(col: &[T], order: &[usize]) -> Cow<'static, [T]> {
         Cow::Owned(order.iter().map(|&i| col[i]).collect())
     }

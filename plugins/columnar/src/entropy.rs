@@ -241,6 +241,11 @@ impl Tables {
     /// with state `i % lanes` (1 for format version 1, [`LANES`] since version 2); the result
     /// is read forward by [`RansDecoder`].
     pub fn encode(enc: &[[EncSymbol; NSYM]], log: &[u32], lanes: usize) -> Result<Vec<u8>> {
+        assert!(
+            lanes.is_power_of_two() && lanes <= LANES,
+            "{lanes} rANS lanes"
+        );
+        let lane_mask = lanes - 1;
         let mut out = Vec::with_capacity(log.len() / 2 + 4 * lanes);
         let mut x = [L; LANES];
         for (i, &s) in log.iter().enumerate().rev() {
@@ -249,7 +254,7 @@ impl Tables {
                 .and_then(|t| t.get((s & 0xFF) as usize))
                 .filter(|e| e.x_max != 0)
                 .ok_or_else(|| Error::Internal(format!("symbol {s:#x} has no frequency")))?;
-            let x = &mut x[i % lanes];
+            let x = &mut x[i & lane_mask];
             while *x >= sym.x_max {
                 out.push(*x as u8);
                 *x >>= 8;
@@ -483,7 +488,7 @@ pub fn length_of(sym: u8) -> u8 {
 
 /// Writes one code: its symbol through `sink` (table chosen by the family's context, which is
 /// then advanced) and the bits below its leading one raw. [`ESC`] carries 64 raw bits.
-#[inline]
+#[inline(always)]
 pub fn put_code(
     sink: &mut impl SymSink,
     bits: &mut BitWriter,

@@ -231,13 +231,23 @@ fn each_code(
     }
 }
 
-/// The estimated size of rows `lo..hi` under `choice`, in bits.
-fn trial(choice: Choice, col: &[f64], lo: usize, hi: usize, refs: Refs<'_>) -> f64 {
+/// The estimated size of rows `lo..hi` under `choice`, in bits; their (symbol, code) pairs go
+/// to `codes`, so that the winner need not be computed again.
+fn trial(
+    choice: Choice,
+    col: &[f64],
+    lo: usize,
+    hi: usize,
+    refs: Refs<'_>,
+    codes: &mut Vec<(u8, u64)>,
+) -> f64 {
     let mut hist = [0u32; NSYM];
     let mut raw = 0u64;
-    each_code(choice, col, lo, hi, refs, |sym, _| {
+    codes.clear();
+    each_code(choice, col, lo, hi, refs, |sym, code| {
         hist[usize::from(sym)] += 1;
         raw += raw_bits_of(sym);
+        codes.push((sym, code));
     });
     estimate_bits(&hist, raw)
 }
@@ -254,7 +264,9 @@ pub enum Plan {
 }
 
 /// Chooses how to code rows `lo..hi` of the coin-relative column `col` and writes the block
-/// header into `bits`. The values follow with [`block_codes`] and [`put_value`].
+/// header into `bits`. For a `Coded` plan, `codes` receives each row's (symbol, code), which
+/// [`put_value`] writes; `spare` is scratch space.
+#[allow(clippy::too_many_arguments)]
 pub fn encode_header(
     col: &[f64],
     lo: usize,
@@ -262,7 +274,10 @@ pub fn encode_header(
     preds: &[Pred],
     refs: Refs<'_>,
     bits: &mut BitWriter,
+    codes: &mut Vec<(u8, u64)>,
+    spare: &mut Vec<(u8, u64)>,
 ) -> Plan {
+    codes.clear();
     let block = &col[lo..hi];
     let first = block[0].to_bits();
     if block.iter().all(|v| v.to_bits() == first) {
@@ -277,9 +292,10 @@ pub fn encode_header(
     }
     let mut best: Option<(Choice, f64)> = None;
     let mut consider = |choice: Choice| {
-        let cost = trial(choice, col, lo, hi, refs);
+        let cost = trial(choice, col, lo, hi, refs, spare);
         if best.is_none_or(|(_, c)| cost < c) {
             best = Some((choice, cost));
+            std::mem::swap(codes, spare);
         }
     };
     // `Product` without a supply in the block would only repeat `Prev`.
@@ -287,12 +303,13 @@ pub fn encode_header(
         .supply
         .get(lo..hi)
         .is_some_and(|s| s.iter().any(|v| v.is_finite()));
-    let preds: Vec<Pred> = preds
-        .iter()
-        .copied()
-        .filter(|&p| p != Pred::Product || has_supply)
-        .collect();
-    for &pred in &preds {
+    let preds = || {
+        preds
+            .iter()
+            .copied()
+            .filter(move |&p| p != Pred::Product || has_supply)
+    };
+    for pred in preds() {
         consider(Choice {
             method: Method::Delta,
             pred,
@@ -305,7 +322,7 @@ pub fn encode_header(
         e: 0,
     });
     if let Some(e) = find_exponent(block) {
-        for &pred in &preds {
+        for pred in preds() {
             consider(Choice {
                 method: Method::Decimal,
                 pred,
@@ -317,6 +334,7 @@ pub fn encode_header(
     // Raw costs 64 bits a value; the symbol streams cost at least a little more than estimated.
     if cost > (block.len() * 64) as f64 {
         bits.write(Method::Raw as u64, 3);
+        codes.clear();
         return Plan::Raw;
     }
     bits.write(choice.method as u64, 3);
@@ -327,24 +345,8 @@ pub fn encode_header(
     Plan::Coded(choice)
 }
 
-/// The (symbol, code) of each of rows `lo..hi` under `plan` (none unless it is `Coded`).
-pub fn block_codes(
-    plan: Plan,
-    col: &[f64],
-    lo: usize,
-    hi: usize,
-    refs: Refs<'_>,
-    out: &mut Vec<(u8, u64)>,
-) {
-    out.clear();
-    if let Plan::Coded(choice) = plan {
-        each_code(choice, col, lo, hi, refs, |sym, code| out.push((sym, code)));
-    }
-}
-
-/// Writes the value of one row under `plan`: its code (from [`block_codes`]) or its raw bits.
-#[allow(clippy::too_many_arguments)]
-#[inline]
+/// Writes the value of one row under `plan`: its code (from [`encode_header`]) or its raw bits.
+#[inline(always)]
 pub fn put_value(
     plan: Plan,
     value: f64,
