@@ -564,37 +564,64 @@ fn decode_coin_v2(
         for col in &out.extra {
             extra.push(floats::Cursor::header(&col.values[start..], refs, bits)?);
         }
+        // A column constant over the block is filled now, and the rows skip it.
+        let fill = |col: &mut Vec<f64>, cur: &floats::Cursor| {
+            cur.constant()
+                .map(|v| col.extend(std::iter::repeat_n(v, n)))
+                .is_none()
+        };
+        let coded_price = fill(&mut out.price, &price);
+        let coded_supply = fill(&mut out.supply, &supply);
+        let coded_mcap = fill(&mut out.market_cap, &mcap);
+        let coded_volume = fill(&mut out.volume, &volume);
+        let coded_rank = match rank.constant() {
+            Some(r) => {
+                out.rank.extend(std::iter::repeat_n(r, n));
+                false
+            }
+            None => true,
+        };
         for i in 0..n {
             if i >= n - coded {
                 out.ts
                     .push(timestamps::decode_row(h, &mut ts_state, src, bits)?);
             }
-            let none = Refs {
-                price: &[],
-                supply: &[],
-            };
-            let fam = FAM_PRICE;
-            out.price
-                .push(price.next(none, fam, &mut ctx[fam], src, bits)?);
-            let price_only = Refs {
-                price: &out.price[start..],
-                supply: &[],
-            };
-            let fam = FAM_SUPPLY;
-            out.supply
-                .push(supply.next(price_only, fam, &mut ctx[fam], src, bits)?);
+            if coded_price {
+                let none = Refs {
+                    price: &[],
+                    supply: &[],
+                };
+                let fam = FAM_PRICE;
+                out.price
+                    .push(price.next(none, fam, &mut ctx[fam], src, bits)?);
+            }
+            if coded_supply {
+                let price_only = Refs {
+                    price: &out.price[start..],
+                    supply: &[],
+                };
+                let fam = FAM_SUPPLY;
+                out.supply
+                    .push(supply.next(price_only, fam, &mut ctx[fam], src, bits)?);
+            }
             let refs = Refs {
                 price: &out.price[start..],
                 supply: &out.supply[start..],
             };
-            let fam = FAM_MCAP;
-            out.market_cap
-                .push(mcap.next(refs, fam, &mut ctx[fam], src, bits)?);
-            let fam = FAM_VOLUME;
-            out.volume
-                .push(volume.next(refs, fam, &mut ctx[fam], src, bits)?);
-            out.rank
-                .push(rank.next(FAM_RANK, &mut ctx[FAM_RANK], src, bits)?);
+            if coded_mcap {
+                let fam = FAM_MCAP;
+                out.market_cap
+                    .push(mcap.next(refs, fam, &mut ctx[fam], src, bits)?);
+            }
+            if coded_volume {
+                let fam = FAM_VOLUME;
+                out.volume
+                    .push(volume.next(refs, fam, &mut ctx[fam], src, bits)?);
+            }
+            if coded_rank {
+                out.rank
+                    .push(rank.next(FAM_RANK, &mut ctx[FAM_RANK], src, bits)?);
+            }
             for ((cur, col), ctx) in extra.iter_mut().zip(&mut out.extra).zip(&mut extra_ctx) {
                 col.values.push(cur.next(refs, FAM_EXTRA, ctx, src, bits)?);
             }

@@ -442,6 +442,14 @@ impl Cursor {
         })
     }
 
+    /// The block's value when it is `Constant` (every row has it).
+    pub fn constant(&self) -> Option<f64> {
+        match self.kind {
+            Kind::Constant(v) => Some(v),
+            _ => None,
+        }
+    }
+
     /// The next value. `refs` must hold the other columns' rows up to this one.
     #[inline(always)]
     pub fn next(

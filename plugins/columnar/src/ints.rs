@@ -46,6 +46,11 @@ impl Cursor {
         }
     }
 
+    /// The block's rank when every row repeats the previous one.
+    pub fn constant(&self) -> Option<u32> {
+        (!self.coded).then_some(self.prev)
+    }
+
     /// The next rank.
     #[inline(always)]
     pub fn next(
