@@ -2,7 +2,7 @@
 //! writes next to its entropy-coded symbols), LEB128 varints and a bounds-checked byte cursor.
 //!
 //! The hot loops read and write a few bits per value: the writer keeps a 64-bit accumulator and
-//! moves whole words, the reader loads a 16-byte window at its bit position. The reader never
+//! moves whole words, the reader loads an 8-byte window at its bit position. The reader never
 //! fails mid-stream: past the end it yields zero bits and [`BitReader::finish`] reports the
 //! overrun, which keeps the per-value path free of error branches while still turning every
 //! truncation into an error.
@@ -61,7 +61,7 @@ pub fn mask(bits: u32) -> u64 {
 
 /// Reads what [`BitWriter`] wrote.
 ///
-/// The reader keeps only a bit position: each read loads the 16 bytes around it and shifts, so
+/// The reader keeps only a bit position: each read loads the 8 bytes around it and shifts, so
 /// the position is the only state carried from value to value (an add), and reading needs no
 /// data-dependent branch. Near the end the bytes past the stream read as zero.
 pub struct BitReader<'a> {
@@ -75,30 +75,42 @@ impl<'a> BitReader<'a> {
         BitReader { data, pos: 0 }
     }
 
-    /// The 16 bytes from byte `at`, zero past the end of the stream.
+    /// The 8 bytes from byte `at`, zero past the end of the stream.
     #[inline(always)]
-    fn window(&self, at: usize) -> u128 {
-        match self.data.get(at..).and_then(|d| d.first_chunk::<16>()) {
-            Some(w) => u128::from_le_bytes(*w),
+    fn window(&self, at: usize) -> u64 {
+        match self.data.get(at..).and_then(|d| d.first_chunk::<8>()) {
+            Some(w) => u64::from_le_bytes(*w),
             None => self.tail(at),
         }
     }
 
     #[cold]
-    fn tail(&self, at: usize) -> u128 {
-        let mut w = [0u8; 16];
+    fn tail(&self, at: usize) -> u64 {
+        let mut w = [0u8; 8];
         let rest = self.data.get(at..).unwrap_or(&[]);
-        w[..rest.len()].copy_from_slice(rest);
-        u128::from_le_bytes(w)
+        let n = rest.len().min(8);
+        w[..n].copy_from_slice(&rest[..n]);
+        u64::from_le_bytes(w)
     }
 
     /// The next `bits` bits (`bits <= 64`).
     #[inline(always)]
     pub fn read(&mut self, bits: u32) -> u64 {
-        // A read starts at most 7 bits into its first byte, so 16 bytes hold its 64 + 7 bits.
-        let v = (self.window(self.pos / 8) >> (self.pos % 8)) as u64;
+        if bits <= 56 {
+            self.read56(bits)
+        } else {
+            let lo = self.read56(32);
+            lo | self.read56(bits - 32) << 32
+        }
+    }
+
+    /// The next `bits <= 56` bits: a read starts at most 7 bits into its first byte, so the 8
+    /// bytes from there hold them.
+    #[inline(always)]
+    fn read56(&mut self, bits: u32) -> u64 {
+        let v = self.window(self.pos / 8) >> (self.pos % 8);
         self.pos += bits as usize;
-        v & mask(bits)
+        v & ((1 << bits) - 1)
     }
 
     /// Errors when more bits were read than the stream holds.

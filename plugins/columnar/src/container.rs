@@ -769,11 +769,11 @@ pub fn decode(bytes: &[u8], coins: Option<&[String]>) -> Result<Batch> {
             let bits_bytes = sr.bytes(sr.remaining() as u64, "bit stream")?;
             let mut bits = BitReader::new(bits_bytes);
             let decoded = if version == 1 {
-                let mut src = RansDecoder::new(&tables, rans, 1)?;
+                let mut src = RansDecoder::<1>::new(&tables, rans)?;
                 decode_coin_v1(&mut bits, &mut src, e.rows, block, coin, &mut out)
                     .and_then(|()| src.finish())
             } else {
-                let mut src = RansDecoder::new(&tables, rans, LANES)?;
+                let mut src = RansDecoder::<LANES>::new(&tables, rans)?;
                 decode_coin_v2(&mut bits, &mut src, e.rows, block, coin, &mut out)
                     .and_then(|()| src.finish())
             };

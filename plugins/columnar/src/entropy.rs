@@ -368,22 +368,21 @@ pub struct DecSlots {
 /// then decode independently, so two decoding steps overlap in the processor.
 pub const LANES: usize = 2;
 
-/// Reads one coin's rANS stream.
-pub struct RansDecoder<'a> {
+/// Reads one coin's rANS stream, written with `N` states (1 or [`LANES`]).
+pub struct RansDecoder<'a, const N: usize> {
     tables: &'a [DecTable],
     data: &'a [u8],
     pos: usize,
     /// The state of the next symbol's lane, and the other lane's (equal to `L` with one lane).
     x: u32,
     other: u32,
-    lanes: usize,
 }
 
-impl<'a> RansDecoder<'a> {
-    /// A decoder for a stream written with `lanes` states (1 or [`LANES`]).
-    pub fn new(tables: &'a [DecTable], data: &'a [u8], lanes: usize) -> Result<RansDecoder<'a>> {
+impl<'a, const N: usize> RansDecoder<'a, N> {
+    pub fn new(tables: &'a [DecTable], data: &'a [u8]) -> Result<RansDecoder<'a, N>> {
+        const { assert!(N == 1 || N == LANES) };
         let mut x = [L; LANES];
-        for (k, x) in x[..lanes].iter_mut().enumerate() {
+        for (k, x) in x[..N].iter_mut().enumerate() {
             let head: [u8; 4] = data
                 .get(4 * k..4 * k + 4)
                 .and_then(|h| h.try_into().ok())
@@ -396,10 +395,9 @@ impl<'a> RansDecoder<'a> {
         Ok(RansDecoder {
             tables,
             data,
-            pos: 4 * lanes,
+            pos: 4 * N,
             x: x[0],
             other: x[1],
-            lanes,
         })
     }
 
@@ -412,7 +410,7 @@ impl<'a> RansDecoder<'a> {
     }
 }
 
-impl SymSource for RansDecoder<'_> {
+impl<const N: usize> SymSource for RansDecoder<'_, N> {
     #[inline(always)]
     fn get(&mut self, table: usize, _bits: &mut BitReader<'_>) -> Result<u8> {
         let t = self
@@ -444,7 +442,7 @@ impl SymSource for RansDecoder<'_> {
             }
         }
         // The next symbol is the other lane's (a swap of registers, when there are two).
-        if self.lanes == 1 {
+        if N == 1 {
             self.x = x;
         } else {
             (self.x, self.other) = (self.other, x);
@@ -477,14 +475,41 @@ pub fn symbol_of(code: u64) -> u8 {
 }
 
 /// The bit length of the codes of symbol `sym` (65 for [`ESC`]).
-#[inline]
+#[inline(always)]
 pub fn length_of(sym: u8) -> u8 {
-    match sym {
-        0 | 1 => sym,
-        ESC => 65,
-        s => s / 2 + 1,
-    }
+    SYMBOL_LENGTH[usize::from(sym)]
 }
+
+/// [`length_of`] as a table (a load instead of branches in the decoder's hot loop).
+static SYMBOL_LENGTH: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut s = 0;
+    while s < 256 {
+        t[s] = match s {
+            0 | 1 => s as u8,
+            128 => 65,
+            _ => (s / 2 + 1) as u8,
+        };
+        s += 1;
+    }
+    t
+};
+
+/// Per symbol (but [`ESC`]), how [`read_code`] rebuilds its code: the number of raw low bits
+/// (low 6 bits) and the code's leading bits above them (`sym` for 0 and 1, `1x` from 2 on).
+static CODE_SHAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut s = 0;
+    while s < 256 {
+        t[s] = if s < 2 {
+            (s as u8) << 6
+        } else {
+            ((2 | (s & 1)) as u8) << 6 | (s / 2 - 1) as u8
+        };
+        s += 1;
+    }
+    t
+};
 
 /// Writes one code: its symbol through `sink` (table chosen by the family's context, which is
 /// then advanced) and the bits below its leading one raw. [`ESC`] carries 64 raw bits.
@@ -527,13 +552,9 @@ pub fn read_code(sym: u8, bits: &mut BitReader<'_>) -> u64 {
         return bits.read(64);
     }
     // Symbols 0 and 1 are their own code; from 2 on, `10` or `11` followed by `sym/2 - 1` bits.
-    let low = u32::from(sym / 2).saturating_sub(1);
-    let lead = if sym < 2 {
-        u64::from(sym)
-    } else {
-        0b10 | u64::from(sym & 1)
-    };
-    lead << low | bits.read(low)
+    let shape = CODE_SHAPE[usize::from(sym)];
+    let low = u32::from(shape & 63);
+    u64::from(shape >> 6) << low | bits.read(low)
 }
 
 /// `c * log2(c)` for small counts, so that estimating a block costs no logarithms.
@@ -613,17 +634,19 @@ mod tests {
         tables.write(&mut head);
         let back = Tables::read(&mut ByteReader::new(&head)).unwrap();
         let dec = back.decoder_tables();
-        for lanes in [1, LANES] {
-            let bytes = Tables::encode(&tables.encoder(), &log.syms, lanes).unwrap();
+        fn check<const N: usize>(dec: &[DecTable], tables: &Tables, log: &[u32]) {
+            let bytes = Tables::encode(&tables.encoder(), log, N).unwrap();
             assert!(bytes.len() < 2000, "skewed symbols should code small");
-            let mut d = RansDecoder::new(&dec, &bytes, lanes).unwrap();
+            let mut d = RansDecoder::<N>::new(dec, &bytes).unwrap();
             let mut bits = BitReader::new(&[]);
-            for &s in &log.syms {
+            for &s in log {
                 let got = d.get((s >> 8) as usize, &mut bits).unwrap();
                 assert_eq!(got, (s & 0xFF) as u8);
             }
             d.finish().unwrap();
         }
+        check::<1>(&dec, &back, &log.syms);
+        check::<LANES>(&dec, &back, &log.syms);
     }
 
     #[test]
