@@ -13,7 +13,13 @@
 //! Rows are sorted by (coin id, ts); each coin's section is independent, so a coin filter skips
 //! the sections of other coins by their lengths in the directory. Extra columns (a rollup's
 //! `open`, `high`, ...) are named in the payload header and coded in every block after the
-//! fixed columns, with the float coders. See `docs/columnar.md`.
+//! fixed columns, with the float coders.
+//!
+//! Within a section, version 2 (written now) stores each block as every column's header, then
+//! the rows one by one (each with every column's value), so that the decoder overlaps the work
+//! of a row's columns; version 1 (still read) stored each block column after column. The
+//! column coders decode value by value through cursors, which serve both layouts. See
+//! `docs/columnar.md`.
 
 use std::borrow::Cow;
 use std::collections::HashSet;

@@ -8,9 +8,11 @@
 //! previous symbol of the same family. Tables are counted over the whole segment and stored once
 //! in its header, so each coin's section stays independently decodable.
 //!
-//! The coder is byte-wise rANS with a 32-bit state (Duda's ANS as in Giesen's `ryg_rans`), 12-bit
-//! probabilities. It is written here rather than taken from a crate because its exact byte
-//! stream is part of this on-disk format: it must never change with a dependency update.
+//! The coder is byte-wise rANS with 32-bit states (Duda's ANS as in Giesen's `ryg_rans`), 12-bit
+//! probabilities; since format version 2 a coin's symbols alternate between two states, so
+//! that consecutive symbols decode independently. It is written here rather than taken from a
+//! crate because its exact byte stream is part of this on-disk format: it must never change
+//! with a dependency update.
 //!
 //! With `entropy=false` the same symbols are written as plain 7-bit fields into the bit stream
 //! ([`RawSymbols`]), which is faster and shows what the entropy stage buys.
