@@ -451,7 +451,8 @@ fn decode_coin_v1(
     }
     while done < rows {
         let n = block.min(rows - done);
-        let (coded, h) = timestamps::decode_header(&mut out.ts, n, done == 0, &mut ts_state, bits)?;
+        let (coded, h) =
+            timestamps::decode_header(1, &mut out.ts, n, done == 0, &mut ts_state, bits)?;
         for _ in 0..coded {
             out.ts
                 .push(timestamps::decode_row(h, &mut ts_state, src, bits)?);
@@ -551,7 +552,8 @@ fn decode_coin_v2(
     let mut done = 0;
     while done < rows {
         let n = block.min(rows - done);
-        let (coded, h) = timestamps::decode_header(&mut out.ts, n, done == 0, &mut ts_state, bits)?;
+        let (coded, h) =
+            timestamps::decode_header(2, &mut out.ts, n, done == 0, &mut ts_state, bits)?;
         let refs = Refs {
             price: &out.price[start..],
             supply: &out.supply[start..],

@@ -108,11 +108,13 @@ fn block_step(ts: &[i64], lo: usize, hi: usize) -> i64 {
 }
 
 /// A block of timestamps as chosen by [`encode_header`]: its rows from `from` on are coded
-/// with the step `step`, their codes in the first scratch vector.
+/// with the step `step`, their codes in the first scratch vector; `on_grid` says every one is
+/// exactly on the grid, and then no codes are written at all.
 #[derive(Clone, Copy)]
 pub struct TsBlock {
     pub from: usize,
     pub step: i64,
+    pub on_grid: bool,
 }
 
 /// Writes the header of rows `lo..hi` of the coin's timestamps (after the coin's first
@@ -133,7 +135,11 @@ pub fn encode_header(
     }
     if lo >= hi {
         scratch[0].clear();
-        return TsBlock { from: hi, step: 0 };
+        return TsBlock {
+            from: hi,
+            step: 0,
+            on_grid: false,
+        };
     }
     let step = block_step(ts, lo, hi);
     let [grid_codes, prev_codes] = scratch;
@@ -151,6 +157,11 @@ pub fn encode_header(
         bits.write(step as u64, len);
         state.step = step;
     }
+    // With a step, 1 bit: every row is exactly on the grid (a regular series' usual block).
+    let on_grid = step > 0 && scratch[0].iter().all(|&[ck, _]| ck == 0);
+    if step > 0 {
+        bits.write(u64::from(on_grid), 1);
+    }
     for (&t, &[ck, _]) in ts[lo..hi].iter().zip(scratch[0].iter()) {
         let k = if ck == 0 { 0 } else { unzigzag(ck - 1) };
         let pred = state.grid.wrapping_add(step);
@@ -160,7 +171,11 @@ pub fn encode_header(
             t
         };
     }
-    TsBlock { from: lo, step }
+    TsBlock {
+        from: lo,
+        step,
+        on_grid,
+    }
 }
 
 /// Writes one row's codes (from [`encode_header`]).
@@ -172,6 +187,11 @@ pub fn put_row(
     sink: &mut impl SymSink,
     bits: &mut BitWriter,
 ) {
+    if block.on_grid {
+        // As if step code 0 had been coded.
+        *ctx_j = advance(*ctx_j, 0);
+        return;
+    }
     if block.step > 0 {
         // The step code is coded in the jitter's context: the jitter's recent sizes say
         // whether the series is in an irregular stretch.
@@ -190,11 +210,15 @@ pub fn put_row(
 pub struct TsHeader {
     grid_mode: bool,
     step: i64,
+    /// Every row is exactly on the grid (version 2 only).
+    on_grid: bool,
 }
 
-/// Reads the header of a block of `n` timestamps; `first` says this is the coin's first block,
-/// whose first timestamp (raw) is pushed to `out`. Returns how many rows follow with codes.
+/// Reads the header of a block of `n` timestamps of a segment of format `version`; `first`
+/// says this is the coin's first block, whose first timestamp (raw) is pushed to `out`. Returns
+/// how many rows follow.
 pub fn decode_header(
+    version: u8,
     out: &mut Vec<i64>,
     n: usize,
     first: bool,
@@ -212,6 +236,7 @@ pub fn decode_header(
         let h = TsHeader {
             grid_mode: false,
             step: state.step,
+            on_grid: false,
         };
         return Ok((0, h));
     }
@@ -228,7 +253,15 @@ pub fn decode_header(
             "timestamp step {step} is out of range"
         )));
     }
-    Ok((coded, TsHeader { grid_mode, step }))
+    let on_grid = version >= 2 && step > 0 && bits.read(1) == 1;
+    Ok((
+        coded,
+        TsHeader {
+            grid_mode,
+            step,
+            on_grid,
+        },
+    ))
 }
 
 /// Decodes one coded timestamp of a block with header `h`.
@@ -240,6 +273,12 @@ pub fn decode_row(
     bits: &mut BitReader<'_>,
 ) -> Result<i64> {
     let step = h.step;
+    if h.on_grid {
+        // No codes: as if step code 0 had been read.
+        state.ctx_j = advance(state.ctx_j, 0);
+        state.grid = state.grid.wrapping_add(step);
+        return Ok(state.grid);
+    }
     let (k, j) = if step == 0 {
         (0, unzigzag(get_code(src, bits, FAM_J, &mut state.ctx_j)?.1))
     } else {
