@@ -188,6 +188,22 @@ fn many_coins_unicode_ids_and_unsorted_input() {
 }
 
 #[test]
+fn timestamps_exactly_on_the_grid_cost_no_symbols() {
+    // Plain symbols are 8-bit fields, so the size shows how many there are. A regular daily
+    // series has no timestamp symbols; one late point makes its block of 128 rows code a step
+    // code per row (and a jitter code for the late one), the other blocks stay without.
+    let plain = opts(&[("entropy", "false")]);
+    let b = decimal_series(3, 400);
+    let mut late = b.clone();
+    late.ts[200] += 60_000;
+    let regular = encode_checked(&Columnar, &b, &plain).unwrap().len();
+    let one_late = round_trip_with(&late, &plain).len();
+    let extra = one_late - regular;
+    assert!((127..200).contains(&extra), "{extra} more bytes");
+    round_trip(&late);
+}
+
+#[test]
 fn irregular_and_hourly_timestamps() {
     let mut rows = Vec::new();
     let mut t = T0;
