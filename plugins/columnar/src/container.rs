@@ -111,6 +111,7 @@ impl FloatCol<'_> {
             floats::encode_header(self.values, lo, hi, self.preds, refs, bits, codes, spare);
     }
 
+    #[inline(always)]
     fn put(
         &mut self,
         r: usize,

@@ -242,13 +242,14 @@ fn trial(
     codes: &mut Vec<(u8, u64)>,
 ) -> f64 {
     let mut hist = [0u32; NSYM];
-    let mut raw = 0u64;
     codes.clear();
     each_code(choice, col, lo, hi, refs, |sym, code| {
         hist[usize::from(sym)] += 1;
-        raw += raw_bits_of(sym);
         codes.push((sym, code));
     });
+    let raw = (0..NSYM)
+        .map(|s| u64::from(hist[s]) * raw_bits_of(s as u8))
+        .sum();
     estimate_bits(&hist, raw)
 }
 
