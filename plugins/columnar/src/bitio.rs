@@ -1,10 +1,11 @@
 //! Bit and byte I/O for the format: a raw bit stream (LSB-first, the residual bits every column
 //! writes next to its entropy-coded symbols), LEB128 varints and a bounds-checked byte cursor.
 //!
-//! The hot loops read and write a few bits per value, so both bit-stream halves keep a 64-bit
-//! accumulator and move whole words. The reader never fails mid-stream: past the end it yields
-//! zero bits and [`BitReader::finish`] reports the overrun, which keeps the per-value path free of
-//! error branches while still turning every truncation into an error.
+//! The hot loops read and write a few bits per value: the writer keeps a 64-bit accumulator and
+//! moves whole words, the reader loads an 8-byte window at its bit position. The reader never
+//! fails mid-stream: past the end it yields zero bits and [`BitReader::finish`] reports the
+//! overrun, which keeps the per-value path free of error branches while still turning every
+//! truncation into an error.
 
 use strata_plugin_sdk::{Error, Result};
 
@@ -19,7 +20,7 @@ pub struct BitWriter {
 
 impl BitWriter {
     /// Appends the low `bits` bits of `v` (`bits <= 64`; higher bits of `v` are ignored).
-    #[inline]
+    #[inline(always)]
     pub fn write(&mut self, v: u64, bits: u32) {
         if bits > 32 {
             self.write32(v & 0xFFFF_FFFF, 32);
@@ -29,7 +30,7 @@ impl BitWriter {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn write32(&mut self, v: u64, bits: u32) {
         self.acc |= v << self.n;
         self.n += bits;
@@ -59,70 +60,62 @@ pub fn mask(bits: u32) -> u64 {
 }
 
 /// Reads what [`BitWriter`] wrote.
+///
+/// The reader keeps only a bit position: each read loads the 8 bytes around it and shifts, so
+/// the position is the only state carried from value to value (an add), and reading needs no
+/// data-dependent branch. Near the end the bytes past the stream read as zero.
 pub struct BitReader<'a> {
     data: &'a [u8],
-    /// Next byte of `data` to load (may run past its end: those bytes read as zero).
+    /// Bits consumed so far (may run past the end of `data`; [`BitReader::finish`] says so).
     pos: usize,
-    acc: u64,
-    /// Valid bits in `acc`.
-    n: u32,
 }
 
 impl<'a> BitReader<'a> {
     pub fn new(data: &'a [u8]) -> BitReader<'a> {
-        BitReader {
-            data,
-            pos: 0,
-            acc: 0,
-            n: 0,
+        BitReader { data, pos: 0 }
+    }
+
+    /// The 8 bytes from byte `at`, zero past the end of the stream.
+    #[inline(always)]
+    fn window(&self, at: usize) -> u64 {
+        match self.data.get(at..).and_then(|d| d.first_chunk::<8>()) {
+            Some(w) => u64::from_le_bytes(*w),
+            None => self.tail(at),
         }
     }
 
-    #[inline]
-    fn refill(&mut self) {
-        if let Some(word) = self.data.get(self.pos..self.pos + 8) {
-            let word = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
-            self.acc |= word << self.n;
-            let take = (63 - self.n) / 8;
-            self.pos += take as usize;
-            self.n += take * 8;
-        } else {
-            while self.n <= 56 {
-                let b = self.data.get(self.pos).copied().unwrap_or(0);
-                self.acc |= u64::from(b) << self.n;
-                self.pos += 1;
-                self.n += 8;
-            }
-        }
+    #[cold]
+    fn tail(&self, at: usize) -> u64 {
+        let mut w = [0u8; 8];
+        let rest = self.data.get(at..).unwrap_or(&[]);
+        let n = rest.len().min(8);
+        w[..n].copy_from_slice(&rest[..n]);
+        u64::from_le_bytes(w)
     }
 
     /// The next `bits` bits (`bits <= 64`).
     #[inline(always)]
     pub fn read(&mut self, bits: u32) -> u64 {
-        if bits > 32 {
-            let lo = self.read32(32);
-            lo | (self.read32(bits - 32) << 32)
+        if bits <= 56 {
+            self.read56(bits)
         } else {
-            self.read32(bits)
+            let lo = self.read56(32);
+            lo | self.read56(bits - 32) << 32
         }
     }
 
+    /// The next `bits <= 56` bits: a read starts at most 7 bits into its first byte, so the 8
+    /// bytes from there hold them.
     #[inline(always)]
-    fn read32(&mut self, bits: u32) -> u64 {
-        if self.n < bits {
-            self.refill();
-        }
-        let v = self.acc & mask(bits);
-        // `bits` may be 32 and `n` up to 63: shifting by `bits` is always < 64.
-        self.acc >>= bits;
-        self.n -= bits;
-        v
+    fn read56(&mut self, bits: u32) -> u64 {
+        let v = self.window(self.pos / 8) >> (self.pos % 8);
+        self.pos += bits as usize;
+        v & ((1 << bits) - 1)
     }
 
     /// Errors when more bits were read than the stream holds.
     pub fn finish(&self, what: &str) -> Result<()> {
-        let consumed = (self.pos as u64) * 8 - u64::from(self.n);
-        if consumed > (self.data.len() as u64) * 8 {
+        if self.pos as u64 > (self.data.len() as u64) * 8 {
             return Err(Error::corrupt(format!("{what}: bit stream is truncated")));
         }
         Ok(())

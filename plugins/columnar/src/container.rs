@@ -13,7 +13,13 @@
 //! Rows are sorted by (coin id, ts); each coin's section is independent, so a coin filter skips
 //! the sections of other coins by their lengths in the directory. Extra columns (a rollup's
 //! `open`, `high`, ...) are named in the payload header and coded in every block after the
-//! fixed columns, with the float coders. See `docs/columnar.md`.
+//! fixed columns, with the float coders.
+//!
+//! Within a section, version 2 (written now) stores each block as every column's header, then
+//! the rows one by one (each with every column's value), so that the decoder overlaps the work
+//! of a row's columns; version 1 (still read) stored each block column after column. The
+//! column coders decode value by value through cursors, which serve both layouts. See
+//! `docs/columnar.md`.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -22,13 +28,15 @@ use strata_plugin_sdk::{Batch, Column, Error, FIXED_COLUMNS, Result};
 
 use crate::bitio::{BitReader, BitWriter, ByteReader, put_varint};
 use crate::entropy::{
-    Counts, NFAM, RansDecoder, RawSymbols, SymSink, SymSource, SymbolLog, Tables,
+    Counts, LANES, NFAM, RansDecoder, RawSymbols, SymSink, SymSource, SymbolLog, Tables,
 };
 use crate::floats::{self, Pred, Refs};
 use crate::{ints, timestamps};
 
 pub const MAGIC: &[u8; 6] = b"STRCOL";
-pub const VERSION: u8 = 1;
+/// The version this build writes. Version 1 (each block column after column, one rANS state)
+/// is still read.
+pub const VERSION: u8 = 2;
 /// Header flag: the payload names extra columns and every block codes them. Segments without
 /// extra columns leave it clear, so they stay readable by readers that predate it.
 pub const FLAG_EXTRA: u8 = 1;
@@ -70,11 +78,54 @@ struct CoinCols<'a> {
     extra: Vec<&'a [f64]>,
 }
 
+/// Buffers reused from block to block while encoding.
 #[derive(Default)]
 struct Scratch {
     ts: [Vec<[u64; 2]>; 2],
+    /// Per float column (fixed ones, then extras): the block's (symbol, code) per row, and
+    /// scratch space for the candidates' codes.
+    codes: Vec<[Vec<(u8, u64)>; 2]>,
 }
 
+/// A float column being encoded: values, allowed predictors, family, running context, and
+/// the current block's plan.
+struct FloatCol<'a> {
+    values: &'a [f64],
+    preds: &'static [Pred],
+    fam: usize,
+    ctx: usize,
+    plan: floats::Plan,
+}
+
+impl FloatCol<'_> {
+    fn header(
+        &mut self,
+        lo: usize,
+        hi: usize,
+        refs: Refs<'_>,
+        bits: &mut BitWriter,
+        s: &mut [Vec<(u8, u64)>; 2],
+    ) {
+        let [codes, spare] = s;
+        self.plan =
+            floats::encode_header(self.values, lo, hi, self.preds, refs, bits, codes, spare);
+    }
+
+    #[inline(always)]
+    fn put(
+        &mut self,
+        r: usize,
+        code: Option<&(u8, u64)>,
+        sink: &mut impl SymSink,
+        bits: &mut BitWriter,
+    ) {
+        let v = self.values[r];
+        floats::put_value(self.plan, v, code, self.fam, &mut self.ctx, sink, bits);
+    }
+}
+
+/// Encodes one coin's rows: per block, every column's header, then the rows one after
+/// another, each with every column's value (format version 2).
 fn encode_coin(
     c: &CoinCols<'_>,
     block: usize,
@@ -83,47 +134,59 @@ fn encode_coin(
 ) -> Vec<u8> {
     let mut bits = BitWriter::default();
     let mut ts_state = timestamps::TsState::default();
-    let mut ctx = [0usize; NFAM];
-    let mut extra_ctx = vec![0usize; c.extra.len()];
+    let mut rank_ctx = 0;
     let refs = Refs {
         price: c.price,
         supply: c.supply,
     };
+    let col = |values, preds, fam| FloatCol {
+        values,
+        preds,
+        fam,
+        ctx: 0,
+        plan: floats::Plan::Constant,
+    };
+    let mut fixed = [
+        col(c.price, PRICE_PREDS, FAM_PRICE),
+        col(c.supply, SUPPLY_PREDS, FAM_SUPPLY),
+        col(c.mcap, MCAP_PREDS, FAM_MCAP),
+        col(c.volume, VOLUME_PREDS, FAM_VOLUME),
+    ];
+    let mut extra: Vec<FloatCol<'_>> = c
+        .extra
+        .iter()
+        .map(|v| col(v, EXTRA_PREDS, FAM_EXTRA))
+        .collect();
+    s.codes
+        .resize_with(fixed.len() + extra.len(), Default::default);
+    let (fixed_codes, extra_codes) = s.codes.split_at_mut(fixed.len());
     let n = c.ts.len();
     for lo in (0..n).step_by(block) {
         let hi = (lo + block).min(n);
-        timestamps::encode_block(c.ts, lo, hi, &mut ts_state, sink, &mut bits, &mut s.ts);
-        let floats = [
-            (c.price, PRICE_PREDS, FAM_PRICE),
-            (c.supply, SUPPLY_PREDS, FAM_SUPPLY),
-            (c.mcap, MCAP_PREDS, FAM_MCAP),
-            (c.volume, VOLUME_PREDS, FAM_VOLUME),
-        ];
-        for (col, preds, fam) in floats {
-            let ctx = &mut ctx[fam];
-            floats::encode_block(col, lo, hi, preds, refs, fam, ctx, sink, &mut bits);
+        // Headers: timestamps, the fixed float columns, rank, extra columns.
+        let tsb = timestamps::encode_header(c.ts, lo, hi, &mut ts_state, &mut bits, &mut s.ts);
+        for (f, codes) in fixed.iter_mut().zip(fixed_codes.iter_mut()) {
+            f.header(lo, hi, refs, &mut bits, codes);
         }
-        ints::encode_block(
-            c.rank,
-            lo,
-            hi,
-            FAM_RANK,
-            &mut ctx[FAM_RANK],
-            sink,
-            &mut bits,
-        );
-        for (col, ctx) in c.extra.iter().zip(&mut extra_ctx) {
-            floats::encode_block(
-                col,
-                lo,
-                hi,
-                EXTRA_PREDS,
-                refs,
-                FAM_EXTRA,
-                ctx,
-                sink,
-                &mut bits,
-            );
+        let rank_coded = ints::encode_header(c.rank, lo, hi, &mut bits);
+        for (f, codes) in extra.iter_mut().zip(extra_codes.iter_mut()) {
+            f.header(lo, hi, refs, &mut bits, codes);
+        }
+        // Rows, each column's value in the same order.
+        for r in lo..hi {
+            if r >= tsb.from {
+                let codes = s.ts[0][r - tsb.from];
+                timestamps::put_row(tsb, codes, &mut ts_state.ctx_j, sink, &mut bits);
+            }
+            for (f, [codes, _]) in fixed.iter_mut().zip(fixed_codes.iter()) {
+                f.put(r, codes.get(r - lo), sink, &mut bits);
+            }
+            if rank_coded {
+                ints::put_value(c.rank, r, FAM_RANK, &mut rank_ctx, sink, &mut bits);
+            }
+            for (f, [codes, _]) in extra.iter_mut().zip(extra_codes.iter()) {
+                f.put(r, codes.get(r - lo), sink, &mut bits);
+            }
         }
     }
     bits.finish()
@@ -165,8 +228,29 @@ fn sort(batch: &Batch) -> Sorted<'_> {
                 .collect(),
         };
     }
-    let mut order: Vec<usize> = (0..batch.len()).collect();
-    order.sort_by_key(|&i| key(i)); // stable: duplicate keys keep their input order
+    // Stable sort by (coin rank, ts): a counting sort by coin keeps input order within a coin,
+    // and a coin's rows then need a (stable) sort by ts only when they are not in order already
+    // (inputs usually come in time order).
+    let mut start = vec![0usize; batch.coins.len() + 1];
+    for &c in &batch.coin_index {
+        start[rank[c as usize] as usize + 1] += 1;
+    }
+    for r in 1..start.len() {
+        start[r] += start[r - 1];
+    }
+    let mut next = start.clone();
+    let mut order = vec![0usize; batch.len()];
+    for (i, &c) in batch.coin_index.iter().enumerate() {
+        let at = &mut next[rank[c as usize] as usize];
+        order[*at] = i;
+        *at += 1;
+    }
+    for w in start.windows(2) {
+        let rows = &mut order[w[0]..w[1]];
+        if !rows.is_sorted_by_key(|&i| batch.ts[i]) {
+            rows.sort_by_key(|&i| batch.ts[i]);
+        }
+    }
     fn gather<T: Copy>(col: &[T], order: &[usize]) -> Cow<'static, [T]> {
         Cow::Owned(order.iter().map(|&i| col[i]).collect())
     }
@@ -301,7 +385,7 @@ pub fn encode_with_report(
         }
         let enc = tables.encoder();
         for (_, a, b) in &sections {
-            rans.push(Tables::encode(&enc, &log.syms[*a..*b])?);
+            rans.push(Tables::encode(&enc, &log.syms[*a..*b], LANES)?);
         }
     }
     let mut len_prefix = Vec::new();
@@ -333,7 +417,9 @@ pub fn encode_with_report(
     Ok(out)
 }
 
-fn decode_coin(
+/// Decodes one coin's rows of a version-1 segment, where each block holds one column after
+/// another (a column's header, then its values).
+fn decode_coin_v1(
     bits: &mut BitReader<'_>,
     src: &mut impl SymSource,
     rows: usize,
@@ -346,20 +432,44 @@ fn decode_coin(
     let mut ctx = [0usize; NFAM];
     let mut extra_ctx = vec![0usize; out.extra.len()];
     let mut done = 0;
+    /// Decodes a column's header and then its `n` values.
+    #[allow(clippy::too_many_arguments)]
+    fn column(
+        col: &mut Vec<f64>,
+        start: usize,
+        n: usize,
+        refs: Refs<'_>,
+        fam: usize,
+        ctx: &mut usize,
+        src: &mut impl SymSource,
+        bits: &mut BitReader<'_>,
+    ) -> Result<()> {
+        let mut cur = floats::Cursor::header(&col[start..], refs, bits)?;
+        for _ in 0..n {
+            col.push(cur.next(refs, fam, ctx, src, bits)?);
+        }
+        Ok(())
+    }
     while done < rows {
         let n = block.min(rows - done);
-        timestamps::decode_block(&mut out.ts, n, done == 0, &mut ts_state, src, bits)?;
+        let (coded, h) =
+            timestamps::decode_header(1, &mut out.ts, n, done == 0, &mut ts_state, bits)?;
+        for _ in 0..coded {
+            out.ts
+                .push(timestamps::decode_row(h, &mut ts_state, src, bits)?);
+        }
         let none = Refs {
             price: &[],
             supply: &[],
         };
-        floats::decode_block(
+        let fam = FAM_PRICE;
+        column(
             &mut out.price,
             start,
             n,
             none,
-            FAM_PRICE,
-            &mut ctx[FAM_PRICE],
+            fam,
+            &mut ctx[fam],
             src,
             bits,
         )?;
@@ -367,13 +477,14 @@ fn decode_coin(
             price: &out.price[start..],
             supply: &[],
         };
-        floats::decode_block(
+        let fam = FAM_SUPPLY;
+        column(
             &mut out.supply,
             start,
             n,
             price_only,
-            FAM_SUPPLY,
-            &mut ctx[FAM_SUPPLY],
+            fam,
+            &mut ctx[fam],
             src,
             bits,
         )?;
@@ -381,41 +492,148 @@ fn decode_coin(
             price: &out.price[start..],
             supply: &out.supply[start..],
         };
-        floats::decode_block(
+        let fam = FAM_MCAP;
+        column(
             &mut out.market_cap,
             start,
             n,
             refs,
-            FAM_MCAP,
-            &mut ctx[FAM_MCAP],
+            fam,
+            &mut ctx[fam],
             src,
             bits,
         )?;
-        floats::decode_block(
+        let fam = FAM_VOLUME;
+        column(
             &mut out.volume,
             start,
             n,
             refs,
-            FAM_VOLUME,
-            &mut ctx[FAM_VOLUME],
+            fam,
+            &mut ctx[fam],
             src,
             bits,
         )?;
-        ints::decode_block(
-            &mut out.rank,
-            start,
-            n,
-            FAM_RANK,
-            &mut ctx[FAM_RANK],
-            src,
-            bits,
-        )?;
+        let prev_rank = if out.rank.len() > start {
+            out.rank.last().copied().unwrap_or(0)
+        } else {
+            0
+        };
+        let mut rank = ints::Cursor::header(prev_rank, bits);
+        for _ in 0..n {
+            out.rank
+                .push(rank.next(FAM_RANK, &mut ctx[FAM_RANK], src, bits)?);
+        }
+        for (col, ctx) in out.extra.iter_mut().zip(&mut extra_ctx) {
+            column(&mut col.values, start, n, refs, FAM_EXTRA, ctx, src, bits)?;
+        }
+        out.coin_index.extend(std::iter::repeat_n(coin, n));
+        done += n;
+    }
+    Ok(())
+}
+
+/// Decodes one coin's rows of a version-2 segment: per block, every column's header, then the
+/// rows one by one. Each row's columns depend on each other only through price and supply, so
+/// the processor works on several columns' values (and their symbols, which alternate between
+/// two rANS states) at once.
+fn decode_coin_v2(
+    bits: &mut BitReader<'_>,
+    src: &mut impl SymSource,
+    rows: usize,
+    block: usize,
+    coin: u32,
+    out: &mut Batch,
+) -> Result<()> {
+    let start = out.len();
+    let mut ts_state = timestamps::TsState::default();
+    let mut ctx = [0usize; NFAM];
+    let mut extra_ctx = vec![0usize; out.extra.len()];
+    let mut extra = Vec::with_capacity(out.extra.len());
+    let mut done = 0;
+    while done < rows {
+        let n = block.min(rows - done);
+        let (coded, h) =
+            timestamps::decode_header(2, &mut out.ts, n, done == 0, &mut ts_state, bits)?;
         let refs = Refs {
             price: &out.price[start..],
             supply: &out.supply[start..],
         };
-        for (col, ctx) in out.extra.iter_mut().zip(&mut extra_ctx) {
-            floats::decode_block(&mut col.values, start, n, refs, FAM_EXTRA, ctx, src, bits)?;
+        let mut price = floats::Cursor::header(&out.price[start..], refs, bits)?;
+        let mut supply = floats::Cursor::header(&out.supply[start..], refs, bits)?;
+        let mut mcap = floats::Cursor::header(&out.market_cap[start..], refs, bits)?;
+        let mut volume = floats::Cursor::header(&out.volume[start..], refs, bits)?;
+        let prev_rank = if out.rank.len() > start {
+            out.rank.last().copied().unwrap_or(0)
+        } else {
+            0
+        };
+        let mut rank = ints::Cursor::header(prev_rank, bits);
+        extra.clear();
+        for col in &out.extra {
+            extra.push(floats::Cursor::header(&col.values[start..], refs, bits)?);
+        }
+        // A column constant over the block is filled now, and the rows skip it.
+        let fill = |col: &mut Vec<f64>, cur: &floats::Cursor| {
+            cur.constant()
+                .map(|v| col.extend(std::iter::repeat_n(v, n)))
+                .is_none()
+        };
+        let coded_price = fill(&mut out.price, &price);
+        let coded_supply = fill(&mut out.supply, &supply);
+        let coded_mcap = fill(&mut out.market_cap, &mcap);
+        let coded_volume = fill(&mut out.volume, &volume);
+        let coded_rank = match rank.constant() {
+            Some(r) => {
+                out.rank.extend(std::iter::repeat_n(r, n));
+                false
+            }
+            None => true,
+        };
+        for i in 0..n {
+            if i >= n - coded {
+                out.ts
+                    .push(timestamps::decode_row(h, &mut ts_state, src, bits)?);
+            }
+            if coded_price {
+                let none = Refs {
+                    price: &[],
+                    supply: &[],
+                };
+                let fam = FAM_PRICE;
+                out.price
+                    .push(price.next(none, fam, &mut ctx[fam], src, bits)?);
+            }
+            if coded_supply {
+                let price_only = Refs {
+                    price: &out.price[start..],
+                    supply: &[],
+                };
+                let fam = FAM_SUPPLY;
+                out.supply
+                    .push(supply.next(price_only, fam, &mut ctx[fam], src, bits)?);
+            }
+            let refs = Refs {
+                price: &out.price[start..],
+                supply: &out.supply[start..],
+            };
+            if coded_mcap {
+                let fam = FAM_MCAP;
+                out.market_cap
+                    .push(mcap.next(refs, fam, &mut ctx[fam], src, bits)?);
+            }
+            if coded_volume {
+                let fam = FAM_VOLUME;
+                out.volume
+                    .push(volume.next(refs, fam, &mut ctx[fam], src, bits)?);
+            }
+            if coded_rank {
+                out.rank
+                    .push(rank.next(FAM_RANK, &mut ctx[FAM_RANK], src, bits)?);
+            }
+            for ((cur, col), ctx) in extra.iter_mut().zip(&mut out.extra).zip(&mut extra_ctx) {
+                col.values.push(cur.next(refs, FAM_EXTRA, ctx, src, bits)?);
+            }
         }
         out.coin_index.extend(std::iter::repeat_n(coin, n));
         done += n;
@@ -458,10 +676,10 @@ pub fn decode(bytes: &[u8], coins: Option<&[String]>) -> Result<Batch> {
     if bytes.len() < HEADER_LEN || &bytes[..6] != MAGIC {
         return Err(Error::corrupt("not a strata columnar segment (bad magic)"));
     }
-    if bytes[6] != VERSION {
+    let version = bytes[6];
+    if !(1..=VERSION).contains(&version) {
         return Err(Error::corrupt(format!(
-            "columnar format version {} is not supported (this build reads version {VERSION})",
-            bytes[6]
+            "columnar format version {version} is not supported (this build reads versions 1 to {VERSION})"
         )));
     }
     if bytes[7] & !FLAG_EXTRA != 0 {
@@ -559,16 +777,26 @@ pub fn decode(bytes: &[u8], coins: Option<&[String]>) -> Result<Batch> {
             let rans = sr.bytes(rans_len, "rANS stream")?;
             let bits_bytes = sr.bytes(sr.remaining() as u64, "bit stream")?;
             let mut bits = BitReader::new(bits_bytes);
-            let mut src = RansDecoder::new(&tables, rans)?;
-            decode_coin(&mut bits, &mut src, e.rows, block, coin, &mut out)
-                .map_err(|err| Error::corrupt(what(&err.to_string())))?;
-            src.finish()
-                .map_err(|err| Error::corrupt(what(&err.to_string())))?;
+            let decoded = if version == 1 {
+                let mut src = RansDecoder::<1>::new(&tables, rans)?;
+                decode_coin_v1(&mut bits, &mut src, e.rows, block, coin, &mut out)
+                    .and_then(|()| src.finish())
+            } else {
+                let mut src = RansDecoder::<LANES>::new(&tables, rans)?;
+                decode_coin_v2(&mut bits, &mut src, e.rows, block, coin, &mut out)
+                    .and_then(|()| src.finish())
+            };
+            decoded.map_err(|err| Error::corrupt(what(&err.to_string())))?;
             bits.finish(&what("bits"))?;
         } else {
             let mut bits = BitReader::new(e.section);
-            decode_coin(&mut bits, &mut RawSymbols, e.rows, block, coin, &mut out)
-                .map_err(|err| Error::corrupt(what(&err.to_string())))?;
+            let mut src = RawSymbols;
+            if version == 1 {
+                decode_coin_v1(&mut bits, &mut src, e.rows, block, coin, &mut out)
+            } else {
+                decode_coin_v2(&mut bits, &mut src, e.rows, block, coin, &mut out)
+            }
+            .map_err(|err| Error::corrupt(what(&err.to_string())))?;
             bits.finish(&what("bits"))?;
         }
     }

@@ -8,9 +8,11 @@
 //! previous symbol of the same family. Tables are counted over the whole segment and stored once
 //! in its header, so each coin's section stays independently decodable.
 //!
-//! The coder is byte-wise rANS with a 32-bit state (Duda's ANS as in Giesen's `ryg_rans`), 12-bit
-//! probabilities. It is written here rather than taken from a crate because its exact byte
-//! stream is part of this on-disk format: it must never change with a dependency update.
+//! The coder is byte-wise rANS with 32-bit states (Duda's ANS as in Giesen's `ryg_rans`), 12-bit
+//! probabilities; since format version 2 a coin's symbols alternate between two states, so
+//! that consecutive symbols decode independently. It is written here rather than taken from a
+//! crate because its exact byte stream is part of this on-disk format: it must never change
+//! with a dependency update.
 //!
 //! With `entropy=false` the same symbols are written as plain 7-bit fields into the bit stream
 //! ([`RawSymbols`]), which is faster and shows what the entropy stage buys.
@@ -237,27 +239,36 @@ impl Tables {
             .collect()
     }
 
-    /// rANS-encodes a coin's symbol log with the constants from [`Tables::encoder`]; the result
+    /// rANS-encodes a coin's symbol log with the constants from [`Tables::encoder`], symbol `i`
+    /// with state `i % lanes` (1 for format version 1, [`LANES`] since version 2); the result
     /// is read forward by [`RansDecoder`].
-    pub fn encode(enc: &[[EncSymbol; NSYM]], log: &[u32]) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(log.len() / 2 + 4);
-        let mut x = L;
-        for &s in log.iter().rev() {
+    pub fn encode(enc: &[[EncSymbol; NSYM]], log: &[u32], lanes: usize) -> Result<Vec<u8>> {
+        assert!(
+            lanes.is_power_of_two() && lanes <= LANES,
+            "{lanes} rANS lanes"
+        );
+        let lane_mask = lanes - 1;
+        let mut out = Vec::with_capacity(log.len() / 2 + 4 * lanes);
+        let mut x = [L; LANES];
+        for (i, &s) in log.iter().enumerate().rev() {
             let sym = enc
                 .get((s >> 8) as usize)
                 .and_then(|t| t.get((s & 0xFF) as usize))
                 .filter(|e| e.x_max != 0)
                 .ok_or_else(|| Error::Internal(format!("symbol {s:#x} has no frequency")))?;
-            while x >= sym.x_max {
-                out.push(x as u8);
-                x >>= 8;
+            let x = &mut x[i & lane_mask];
+            while *x >= sym.x_max {
+                out.push(*x as u8);
+                *x >>= 8;
             }
-            let q = (((u64::from(x) * u64::from(sym.rcp_freq)) >> 32) as u32) >> sym.rcp_shift;
-            x = x
+            let q = (((u64::from(*x) * u64::from(sym.rcp_freq)) >> 32) as u32) >> sym.rcp_shift;
+            *x = x
                 .wrapping_add(sym.bias)
                 .wrapping_add(q.wrapping_mul(sym.cmpl_freq));
         }
-        out.extend_from_slice(&x.to_le_bytes());
+        for x in x[..lanes].iter().rev() {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
         out.reverse();
         Ok(out)
     }
@@ -355,42 +366,53 @@ pub struct DecSlots {
     start: [u16; 256],
 }
 
-/// Reads one coin's rANS stream.
-pub struct RansDecoder<'a> {
+/// rANS states a coin's symbols alternate between (format version 2): consecutive symbols
+/// then decode independently, so two decoding steps overlap in the processor.
+pub const LANES: usize = 2;
+
+/// Reads one coin's rANS stream, written with `N` states (1 or [`LANES`]).
+pub struct RansDecoder<'a, const N: usize> {
     tables: &'a [DecTable],
     data: &'a [u8],
     pos: usize,
+    /// The state of the next symbol's lane, and the other lane's (equal to `L` with one lane).
     x: u32,
+    other: u32,
 }
 
-impl<'a> RansDecoder<'a> {
-    pub fn new(tables: &'a [DecTable], data: &'a [u8]) -> Result<RansDecoder<'a>> {
-        let head: [u8; 4] = data
-            .get(..4)
-            .and_then(|h| h.try_into().ok())
-            .ok_or_else(|| Error::corrupt("rANS stream shorter than its state"))?;
-        let x = u32::from_be_bytes(head);
-        if !(L..(L << 8)).contains(&x) {
-            return Err(Error::corrupt("rANS state out of range"));
+impl<'a, const N: usize> RansDecoder<'a, N> {
+    pub fn new(tables: &'a [DecTable], data: &'a [u8]) -> Result<RansDecoder<'a, N>> {
+        const { assert!(N == 1 || N == LANES) };
+        let mut x = [L; LANES];
+        for (k, x) in x[..N].iter_mut().enumerate() {
+            let head: [u8; 4] = data
+                .get(4 * k..4 * k + 4)
+                .and_then(|h| h.try_into().ok())
+                .ok_or_else(|| Error::corrupt("rANS stream shorter than its states"))?;
+            *x = u32::from_be_bytes(head);
+            if !(L..(L << 8)).contains(x) {
+                return Err(Error::corrupt("rANS state out of range"));
+            }
         }
         Ok(RansDecoder {
             tables,
             data,
-            pos: 4,
-            x,
+            pos: 4 * N,
+            x: x[0],
+            other: x[1],
         })
     }
 
-    /// Errors unless the stream was consumed exactly and ended in the initial state.
+    /// Errors unless the stream was consumed exactly and ended in the initial states.
     pub fn finish(&self) -> Result<()> {
-        if self.x != L || self.pos != self.data.len() {
+        if self.x != L || self.other != L || self.pos != self.data.len() {
             return Err(Error::corrupt("rANS stream does not end where it should"));
         }
         Ok(())
     }
 }
 
-impl SymSource for RansDecoder<'_> {
+impl<const N: usize> SymSource for RansDecoder<'_, N> {
     #[inline(always)]
     fn get(&mut self, table: usize, _bits: &mut BitReader<'_>) -> Result<u8> {
         let t = self
@@ -401,15 +423,31 @@ impl SymSource for RansDecoder<'_> {
         let slot = self.x & (M - 1);
         let s = t.lut[slot as usize];
         // `lut` maps a slot to the symbol whose range holds it: the subtraction cannot wrap.
-        self.x = u32::from(t.freq[usize::from(s)]) * (self.x >> SCALE) + slot
+        let mut x = u32::from(t.freq[usize::from(s)]) * (self.x >> SCALE) + slot
             - u32::from(t.start[usize::from(s)]);
-        while self.x < L {
-            let b = *self
-                .data
-                .get(self.pos)
-                .ok_or_else(|| Error::corrupt("rANS stream is truncated"))?;
-            self.x = (self.x << 8) | u32::from(b);
-            self.pos += 1;
+        // `x >= L` before the step, so `x >= 2^11` after it: at most two bytes renormalise.
+        // Whether one is needed is a coin toss per symbol, so take `n` bytes without a branch
+        // on `n` (a mispredicted branch would stall the overlapping work on other columns).
+        let n = u32::from(x < L) + u32::from(x < L >> 8);
+        if let Some(&[b0, b1]) = self.data.get(self.pos..self.pos + 2) {
+            let next = u32::from(u16::from_be_bytes([b0, b1]));
+            x = x << (8 * n) | next >> (16 - 8 * n);
+            self.pos += n as usize;
+        } else {
+            while x < L {
+                let b = *self
+                    .data
+                    .get(self.pos)
+                    .ok_or_else(|| Error::corrupt("rANS stream is truncated"))?;
+                x = (x << 8) | u32::from(b);
+                self.pos += 1;
+            }
+        }
+        // The next symbol is the other lane's (a swap of registers, when there are two).
+        if N == 1 {
+            self.x = x;
+        } else {
+            (self.x, self.other) = (self.other, x);
         }
         Ok(s)
     }
@@ -439,18 +477,45 @@ pub fn symbol_of(code: u64) -> u8 {
 }
 
 /// The bit length of the codes of symbol `sym` (65 for [`ESC`]).
-#[inline]
+#[inline(always)]
 pub fn length_of(sym: u8) -> u8 {
-    match sym {
-        0 | 1 => sym,
-        ESC => 65,
-        s => s / 2 + 1,
-    }
+    SYMBOL_LENGTH[usize::from(sym)]
 }
+
+/// [`length_of`] as a table (a load instead of branches in the decoder's hot loop).
+static SYMBOL_LENGTH: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut s = 0;
+    while s < 256 {
+        t[s] = match s {
+            0 | 1 => s as u8,
+            128 => 65,
+            _ => (s / 2 + 1) as u8,
+        };
+        s += 1;
+    }
+    t
+};
+
+/// Per symbol (but [`ESC`]), how [`read_code`] rebuilds its code: the number of raw low bits
+/// (low 6 bits) and the code's leading bits above them (`sym` for 0 and 1, `1x` from 2 on).
+static CODE_SHAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut s = 0;
+    while s < 256 {
+        t[s] = if s < 2 {
+            (s as u8) << 6
+        } else {
+            ((2 | (s & 1)) as u8) << 6 | (s / 2 - 1) as u8
+        };
+        s += 1;
+    }
+    t
+};
 
 /// Writes one code: its symbol through `sink` (table chosen by the family's context, which is
 /// then advanced) and the bits below its leading one raw. [`ESC`] carries 64 raw bits.
-#[inline]
+#[inline(always)]
 pub fn put_code(
     sink: &mut impl SymSink,
     bits: &mut BitWriter,
@@ -478,15 +543,20 @@ pub fn get_code(
 ) -> Result<(u8, u64)> {
     let sym = src.get(table(fam, context(*ctx)), bits)?;
     *ctx = advance(*ctx, sym);
-    let code = match sym {
-        0 | 1 => u64::from(sym),
-        ESC => bits.read(64),
-        s => {
-            let low = u32::from(length_of(s)) - 2;
-            (0b10 | u64::from(s & 1)) << low | bits.read(low)
-        }
-    };
-    Ok((sym, code))
+    Ok((sym, read_code(sym, bits)))
+}
+
+/// The code of a symbol already read: its leading bits from the symbol, the rest raw from
+/// `bits` (for [`ESC`], all 64 bits raw).
+#[inline(always)]
+pub fn read_code(sym: u8, bits: &mut BitReader<'_>) -> u64 {
+    if sym == ESC {
+        return bits.read(64);
+    }
+    // Symbols 0 and 1 are their own code; from 2 on, `10` or `11` followed by `sym/2 - 1` bits.
+    let shape = CODE_SHAPE[usize::from(sym)];
+    let low = u32::from(shape & 63);
+    u64::from(shape >> 6) << low | bits.read(low)
 }
 
 /// `c * log2(c)` for small counts, so that estimating a block costs no logarithms.
@@ -565,16 +635,20 @@ mod tests {
         let mut head = Vec::new();
         tables.write(&mut head);
         let back = Tables::read(&mut ByteReader::new(&head)).unwrap();
-        let bytes = Tables::encode(&tables.encoder(), &log.syms).unwrap();
-        assert!(bytes.len() < 2000, "skewed symbols should code small");
         let dec = back.decoder_tables();
-        let mut d = RansDecoder::new(&dec, &bytes).unwrap();
-        let mut bits = BitReader::new(&[]);
-        for &s in &log.syms {
-            let got = d.get((s >> 8) as usize, &mut bits).unwrap();
-            assert_eq!(got, (s & 0xFF) as u8);
+        fn check<const N: usize>(dec: &[DecTable], tables: &Tables, log: &[u32]) {
+            let bytes = Tables::encode(&tables.encoder(), log, N).unwrap();
+            assert!(bytes.len() < 2000, "skewed symbols should code small");
+            let mut d = RansDecoder::<N>::new(dec, &bytes).unwrap();
+            let mut bits = BitReader::new(&[]);
+            for &s in log {
+                let got = d.get((s >> 8) as usize, &mut bits).unwrap();
+                assert_eq!(got, (s & 0xFF) as u8);
+            }
+            d.finish().unwrap();
         }
-        d.finish().unwrap();
+        check::<1>(&dec, &back, &log.syms);
+        check::<LANES>(&dec, &back, &log.syms);
     }
 
     #[test]

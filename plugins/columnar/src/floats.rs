@@ -105,9 +105,11 @@ impl Window {
         w
     }
 
+    /// Adds the ratio of row `q`, dropping the oldest (`v` stays oldest first).
     #[inline]
     fn push(&mut self, q: usize, value: f64, refs: Refs<'_>) {
-        self.v[self.n % 5] = value / refs.price.get(q).copied().unwrap_or(f64::NAN);
+        self.v.copy_within(1.., 0);
+        self.v[4] = value / refs.price.get(q).copied().unwrap_or(f64::NAN);
         self.n += 1;
     }
 
@@ -122,33 +124,27 @@ impl Window {
     }
 }
 
-/// The median of five non-NaN values in IEEE total order, by a 9-comparator sorting network on
-/// integer keys: branch-free, and the same on every platform (float `min`/`max` may pick either
-/// zero when comparing -0.0 with +0.0).
+/// The median of five non-NaN values in IEEE total order, on integer keys: branch-free, and the
+/// same on every platform (float `min`/`max` may pick either zero when comparing -0.0 with +0.0).
+///
+/// The first four are sorted (5 comparators) and the median is the last one clamped between
+/// their middle two. When decoding, the last is the ratio of the row just decoded while the
+/// other four are older, so only the clamp waits for the newest value.
 #[inline]
 fn median5(v: [f64; 5]) -> f64 {
     let key = |x: f64| {
         let b = x.to_bits() as i64;
         b ^ (((b >> 63) as u64) >> 1) as i64
     };
-    let mut k = v.map(key);
-    for (a, b) in [
-        (0, 1),
-        (3, 4),
-        (2, 4),
-        (2, 3),
-        (0, 3),
-        (0, 2),
-        (1, 4),
-        (1, 3),
-        (1, 2),
-    ] {
+    let mut k = [v[0], v[1], v[2], v[3]].map(key);
+    for (a, b) in [(0, 1), (2, 3), (0, 2), (1, 3), (1, 2)] {
         let (lo, hi) = (k[a].min(k[b]), k[a].max(k[b]));
         k[a] = lo;
         k[b] = hi;
     }
+    let m = key(v[4]).max(k[1]).min(k[2]);
     // `key` is an involution: applying it again gives back the bits.
-    f64::from_bits(key(f64::from_bits(k[2] as u64)) as u64)
+    f64::from_bits(key(f64::from_bits(m as u64)) as u64)
 }
 
 /// `v` as a decimal with `e` digits after the point, if that is exact.
@@ -186,9 +182,9 @@ fn find_exponent(vals: &[f64]) -> Option<usize> {
     (0..=MAX_E).find(|&e| sample.iter().all(|&v| to_decimal(v, e).is_some()))
 }
 
-/// A candidate encoding and what it would produce.
+/// A per-value encoding: method, predictor and (for `Decimal`) exponent.
 #[derive(Clone, Copy, PartialEq, Debug)]
-struct Choice {
+pub struct Choice {
     method: Method,
     pred: Pred,
     e: usize,
@@ -235,31 +231,54 @@ fn each_code(
     }
 }
 
-/// The estimated size of rows `lo..hi` under `choice`, in bits.
-fn trial(choice: Choice, col: &[f64], lo: usize, hi: usize, refs: Refs<'_>) -> f64 {
+/// The estimated size of rows `lo..hi` under `choice`, in bits; their (symbol, code) pairs go
+/// to `codes`, so that the winner need not be computed again.
+fn trial(
+    choice: Choice,
+    col: &[f64],
+    lo: usize,
+    hi: usize,
+    refs: Refs<'_>,
+    codes: &mut Vec<(u8, u64)>,
+) -> f64 {
     let mut hist = [0u32; NSYM];
-    let mut raw = 0u64;
-    each_code(choice, col, lo, hi, refs, |sym, _| {
+    codes.clear();
+    each_code(choice, col, lo, hi, refs, |sym, code| {
         hist[usize::from(sym)] += 1;
-        raw += raw_bits_of(sym);
+        codes.push((sym, code));
     });
+    let raw = (0..NSYM)
+        .map(|s| u64::from(hist[s]) * raw_bits_of(s as u8))
+        .sum();
     estimate_bits(&hist, raw)
 }
 
-/// Encodes rows `lo..hi` of the coin-relative column `col` (header into `bits`, symbols into
-/// `sink`). `fam` is the column's entropy family, `ctx` its running context.
+/// How a block of a float column is coded, as chosen by [`encode_header`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Plan {
+    /// No per-value data.
+    Constant,
+    /// 64 raw bits per value.
+    Raw,
+    /// A residual code per value.
+    Coded(Choice),
+}
+
+/// Chooses how to code rows `lo..hi` of the coin-relative column `col` and writes the block
+/// header into `bits`. For a `Coded` plan, `codes` receives each row's (symbol, code), which
+/// [`put_value`] writes; `spare` is scratch space.
 #[allow(clippy::too_many_arguments)]
-pub fn encode_block(
+pub fn encode_header(
     col: &[f64],
     lo: usize,
     hi: usize,
     preds: &[Pred],
     refs: Refs<'_>,
-    fam: usize,
-    ctx: &mut usize,
-    sink: &mut impl SymSink,
     bits: &mut BitWriter,
-) {
+    codes: &mut Vec<(u8, u64)>,
+    spare: &mut Vec<(u8, u64)>,
+) -> Plan {
+    codes.clear();
     let block = &col[lo..hi];
     let first = block[0].to_bits();
     if block.iter().all(|v| v.to_bits() == first) {
@@ -270,13 +289,14 @@ pub fn encode_block(
         if first != prev {
             bits.write(first, 64);
         }
-        return;
+        return Plan::Constant;
     }
     let mut best: Option<(Choice, f64)> = None;
     let mut consider = |choice: Choice| {
-        let cost = trial(choice, col, lo, hi, refs);
+        let cost = trial(choice, col, lo, hi, refs, spare);
         if best.is_none_or(|(_, c)| cost < c) {
             best = Some((choice, cost));
+            std::mem::swap(codes, spare);
         }
     };
     // `Product` without a supply in the block would only repeat `Prev`.
@@ -284,12 +304,13 @@ pub fn encode_block(
         .supply
         .get(lo..hi)
         .is_some_and(|s| s.iter().any(|v| v.is_finite()));
-    let preds: Vec<Pred> = preds
-        .iter()
-        .copied()
-        .filter(|&p| p != Pred::Product || has_supply)
-        .collect();
-    for &pred in &preds {
+    let preds = || {
+        preds
+            .iter()
+            .copied()
+            .filter(move |&p| p != Pred::Product || has_supply)
+    };
+    for pred in preds() {
         consider(Choice {
             method: Method::Delta,
             pred,
@@ -302,7 +323,7 @@ pub fn encode_block(
         e: 0,
     });
     if let Some(e) = find_exponent(block) {
-        for &pred in &preds {
+        for pred in preds() {
             consider(Choice {
                 method: Method::Decimal,
                 pred,
@@ -314,101 +335,167 @@ pub fn encode_block(
     // Raw costs 64 bits a value; the symbol streams cost at least a little more than estimated.
     if cost > (block.len() * 64) as f64 {
         bits.write(Method::Raw as u64, 3);
-        for v in block {
-            bits.write(v.to_bits(), 64);
-        }
-        return;
+        codes.clear();
+        return Plan::Raw;
     }
     bits.write(choice.method as u64, 3);
     bits.write(choice.pred as u64, 2);
     if choice.method == Method::Decimal {
         bits.write(choice.e as u64, 5);
     }
-    each_code(choice, col, lo, hi, refs, |sym, code| {
-        put_code(sink, bits, fam, ctx, sym, code);
-    });
+    Plan::Coded(choice)
 }
 
-/// Decodes `n` values of a block, appending to `col` (the whole output column; the coin's rows
-/// start at `start`). `refs` must already hold this block's rows of the columns it predicts from.
-#[allow(clippy::too_many_arguments)]
-pub fn decode_block(
-    col: &mut Vec<f64>,
-    start: usize,
-    n: usize,
-    refs: Refs<'_>,
+/// Writes the value of one row under `plan`: its code (from [`encode_header`]) or its raw bits.
+#[inline(always)]
+pub fn put_value(
+    plan: Plan,
+    value: f64,
+    code: Option<&(u8, u64)>,
     fam: usize,
     ctx: &mut usize,
-    src: &mut impl SymSource,
-    bits: &mut BitReader<'_>,
-) -> Result<()> {
-    let method = bits.read(3);
-    if method == Method::Constant as u64 {
-        let constant = if bits.read(1) == 0 {
-            if col.len() > start {
-                col[col.len() - 1]
-            } else {
-                0.0
+    sink: &mut impl SymSink,
+    bits: &mut BitWriter,
+) {
+    match (plan, code) {
+        (Plan::Raw, _) => bits.write(value.to_bits(), 64),
+        (Plan::Coded(_), Some(&(sym, code))) => put_code(sink, bits, fam, ctx, sym, code),
+        _ => {}
+    }
+}
+
+/// How a block is decoded, from its header.
+#[derive(Clone, Copy)]
+enum Kind {
+    Constant(f64),
+    Raw,
+    Coded {
+        method: Method,
+        pred: Pred,
+        e: usize,
+    },
+}
+
+/// Decodes one float column of a block value by value: [`Cursor::header`] reads the block
+/// header, [`Cursor::next`] each value. Version 1 segments read a column's values right after
+/// its header, version 2 segments a row of every column at a time.
+pub struct Cursor {
+    kind: Kind,
+    /// The coin-relative row of the next value.
+    r: usize,
+    prev: f64,
+    window: Window,
+}
+
+impl Cursor {
+    /// Reads a block header. `col` holds the coin's values so far, `refs` the other columns'
+    /// (the window of `RatioMedian` starts from them).
+    pub fn header(col: &[f64], refs: Refs<'_>, bits: &mut BitReader<'_>) -> Result<Cursor> {
+        let r = col.len();
+        let prev = col.last().copied().unwrap_or(0.0);
+        let method = bits.read(3);
+        let kind = match method {
+            m if m == Method::Constant as u64 => {
+                let v = if bits.read(1) == 0 {
+                    prev
+                } else {
+                    f64::from_bits(bits.read(64))
+                };
+                Kind::Constant(v)
             }
-        } else {
-            f64::from_bits(bits.read(64))
+            m if m == Method::Raw as u64 => Kind::Raw,
+            m if m == Method::Delta as u64 || m == Method::Xor as u64 => Kind::Coded {
+                method: if m == Method::Delta as u64 {
+                    Method::Delta
+                } else {
+                    Method::Xor
+                },
+                pred: Pred::from_bits(bits.read(2))?,
+                e: 0,
+            },
+            m if m == Method::Decimal as u64 => {
+                let pred = Pred::from_bits(bits.read(2))?;
+                let e = bits.read(5) as usize;
+                if e > MAX_E {
+                    return Err(Error::corrupt(format!("decimal exponent {e} is too large")));
+                }
+                Kind::Coded {
+                    method: Method::Decimal,
+                    pred,
+                    e,
+                }
+            }
+            m => return Err(Error::corrupt(format!("unknown float method {m}"))),
         };
-        col.extend(std::iter::repeat_n(constant, n));
-        return Ok(());
-    }
-    if method == Method::Raw as u64 {
-        col.extend((0..n).map(|_| f64::from_bits(bits.read(64))));
-        return Ok(());
-    }
-    let pred = Pred::from_bits(bits.read(2))?;
-    let r0 = col.len() - start;
-    let mut prev = if r0 == 0 { 0.0 } else { col[col.len() - 1] };
-    let windowed = pred == Pred::RatioMedian;
-    let mut window = Window::before(if windowed { r0 } else { 0 }, &col[start..], refs);
-    match method {
-        m if m == Method::Delta as u64 || m == Method::Xor as u64 => {
-            let xor = m == Method::Xor as u64;
-            for r in r0..r0 + n {
-                let p = predict(pred, r, prev, window.median(), refs).to_bits();
-                let (sym, code) = get_code(src, bits, fam, ctx)?;
-                if sym == ESC {
-                    return Err(Error::corrupt("escape symbol in a delta/xor block"));
-                }
-                let v = if xor {
-                    p ^ code
-                } else {
-                    p.wrapping_add(unzigzag(code) as u64)
-                };
-                prev = f64::from_bits(v);
-                if windowed {
-                    window.push(r, prev, refs);
-                }
-                col.push(prev);
+        let windowed = matches!(
+            kind,
+            Kind::Coded {
+                pred: Pred::RatioMedian,
+                ..
             }
+        );
+        let window = Window::before(if windowed { r } else { 0 }, col, refs);
+        Ok(Cursor {
+            kind,
+            r,
+            prev,
+            window,
+        })
+    }
+
+    /// The block's value when it is `Constant` (every row has it).
+    pub fn constant(&self) -> Option<f64> {
+        match self.kind {
+            Kind::Constant(v) => Some(v),
+            _ => None,
         }
-        m if m == Method::Decimal as u64 => {
-            let e = bits.read(5) as usize;
-            if e > MAX_E {
-                return Err(Error::corrupt(format!("decimal exponent {e} is too large")));
-            }
-            for r in r0..r0 + n {
-                let p = predict(pred, r, prev, window.median(), refs);
-                let (sym, code) = get_code(src, bits, fam, ctx)?;
-                prev = if sym == ESC {
-                    f64::from_bits(code)
+    }
+
+    /// The next value. `refs` must hold the other columns' rows up to this one.
+    #[inline(always)]
+    pub fn next(
+        &mut self,
+        refs: Refs<'_>,
+        fam: usize,
+        ctx: &mut usize,
+        src: &mut impl SymSource,
+        bits: &mut BitReader<'_>,
+    ) -> Result<f64> {
+        let r = self.r;
+        self.r += 1;
+        let v = match self.kind {
+            Kind::Constant(v) => v,
+            Kind::Raw => f64::from_bits(bits.read(64)),
+            Kind::Coded { method, pred, e } => {
+                let windowed = pred == Pred::RatioMedian;
+                let median = if windowed {
+                    self.window.median()
                 } else {
-                    let d = pred_decimal(p, e).wrapping_add(unzigzag(code));
-                    d as f64 / P10[e]
+                    f64::NAN
+                };
+                let p = predict(pred, r, self.prev, median, refs);
+                let (sym, code) = get_code(src, bits, fam, ctx)?;
+                let v = match method {
+                    Method::Decimal if sym == ESC => f64::from_bits(code),
+                    Method::Decimal => {
+                        let d = pred_decimal(p, e).wrapping_add(unzigzag(code));
+                        d as f64 / P10[e]
+                    }
+                    _ if sym == ESC => {
+                        return Err(Error::corrupt("escape symbol in a delta/xor block"));
+                    }
+                    Method::Xor => f64::from_bits(p.to_bits() ^ code),
+                    _ => f64::from_bits(p.to_bits().wrapping_add(unzigzag(code) as u64)),
                 };
                 if windowed {
-                    window.push(r, prev, refs);
+                    self.window.push(r, v, refs);
                 }
-                col.push(prev);
+                v
             }
-        }
-        m => return Err(Error::corrupt(format!("unknown float method {m}"))),
+        };
+        self.prev = v;
+        Ok(v)
     }
-    Ok(())
 }
 
 #[cfg(test)]

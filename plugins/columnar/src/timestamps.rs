@@ -107,30 +107,48 @@ fn block_step(ts: &[i64], lo: usize, hi: usize) -> i64 {
     *gaps.select_nth_unstable(mid).1
 }
 
-/// Encodes rows `lo..hi` of the coin's timestamps (`lo == 0` also writes the raw first one).
-pub fn encode_block(
+/// A block of timestamps as chosen by [`encode_header`]: its rows from `from` on are coded
+/// with the step `step`, their codes in the first scratch vector; `on_grid` says every one is
+/// exactly on the grid, and then no codes are written at all.
+#[derive(Clone, Copy)]
+pub struct TsBlock {
+    pub from: usize,
+    pub step: i64,
+    pub on_grid: bool,
+}
+
+/// Writes the header of rows `lo..hi` of the coin's timestamps (after the coin's first
+/// timestamp, raw, when `lo == 0`), leaves the (step code, jitter code) of each coded row in
+/// `scratch[0]` and moves the grid to the block's end.
+pub fn encode_header(
     ts: &[i64],
     mut lo: usize,
     hi: usize,
     state: &mut TsState,
-    sink: &mut impl SymSink,
     bits: &mut BitWriter,
     scratch: &mut [Vec<[u64; 2]>; 2],
-) {
+) -> TsBlock {
     if lo == 0 {
         bits.write(ts[0] as u64, 64);
         state.grid = ts[0];
         lo = 1;
     }
     if lo >= hi {
-        return;
+        scratch[0].clear();
+        return TsBlock {
+            from: hi,
+            step: 0,
+            on_grid: false,
+        };
     }
     let step = block_step(ts, lo, hi);
     let [grid_codes, prev_codes] = scratch;
     let grid_cost = trial(ts, lo, hi, step, true, *state, grid_codes);
     let prev_cost = trial(ts, lo, hi, step, false, *state, prev_codes);
     let grid_mode = grid_cost <= prev_cost;
-    let codes = if grid_mode { grid_codes } else { prev_codes };
+    if !grid_mode {
+        std::mem::swap(grid_codes, prev_codes);
+    }
     bits.write(u64::from(grid_mode), 1);
     bits.write(u64::from(step != state.step), 1);
     if step != state.step {
@@ -139,18 +157,12 @@ pub fn encode_block(
         bits.write(step as u64, len);
         state.step = step;
     }
-    for (&t, &[ck, cj]) in ts[lo..hi].iter().zip(codes.iter()) {
-        if step > 0 {
-            // The step code is coded in the jitter's context: the jitter's recent sizes say
-            // whether the series is in an irregular stretch.
-            let mut ctx = state.ctx_j;
-            put_code(sink, bits, FAM_K, &mut ctx, symbol_of(ck), ck);
-        }
-        if step == 0 || ck != 0 {
-            put_code(sink, bits, FAM_J, &mut state.ctx_j, symbol_of(cj), cj);
-        } else {
-            state.ctx_j = advance(state.ctx_j, 0);
-        }
+    // With a step, 1 bit: every row is exactly on the grid (a regular series' usual block).
+    let on_grid = step > 0 && scratch[0].iter().all(|&[ck, _]| ck == 0);
+    if step > 0 {
+        bits.write(u64::from(on_grid), 1);
+    }
+    for (&t, &[ck, _]) in ts[lo..hi].iter().zip(scratch[0].iter()) {
         let k = if ck == 0 { 0 } else { unzigzag(ck - 1) };
         let pred = state.grid.wrapping_add(step);
         state.grid = if grid_mode {
@@ -159,25 +171,74 @@ pub fn encode_block(
             t
         };
     }
+    TsBlock {
+        from: lo,
+        step,
+        on_grid,
+    }
 }
 
-/// Decodes `n` timestamps of a block into `out`; `first` says this is the coin's first block.
-pub fn decode_block(
+/// Writes one row's codes (from [`encode_header`]).
+#[inline]
+pub fn put_row(
+    block: TsBlock,
+    [ck, cj]: [u64; 2],
+    ctx_j: &mut usize,
+    sink: &mut impl SymSink,
+    bits: &mut BitWriter,
+) {
+    if block.on_grid {
+        // As if step code 0 had been coded.
+        *ctx_j = advance(*ctx_j, 0);
+        return;
+    }
+    if block.step > 0 {
+        // The step code is coded in the jitter's context: the jitter's recent sizes say
+        // whether the series is in an irregular stretch.
+        let mut ctx = *ctx_j;
+        put_code(sink, bits, FAM_K, &mut ctx, symbol_of(ck), ck);
+    }
+    if block.step == 0 || ck != 0 {
+        put_code(sink, bits, FAM_J, ctx_j, symbol_of(cj), cj);
+    } else {
+        *ctx_j = advance(*ctx_j, 0);
+    }
+}
+
+/// A block header as read by [`decode_header`].
+#[derive(Clone, Copy)]
+pub struct TsHeader {
+    grid_mode: bool,
+    step: i64,
+    /// Every row is exactly on the grid (version 2 only).
+    on_grid: bool,
+}
+
+/// Reads the header of a block of `n` timestamps of a segment of format `version`; `first`
+/// says this is the coin's first block, whose first timestamp (raw) is pushed to `out`. Returns
+/// how many rows follow.
+pub fn decode_header(
+    version: u8,
     out: &mut Vec<i64>,
-    mut n: usize,
+    n: usize,
     first: bool,
     state: &mut TsState,
-    src: &mut impl SymSource,
     bits: &mut BitReader<'_>,
-) -> Result<()> {
+) -> Result<(usize, TsHeader)> {
+    let mut coded = n;
     if first {
         let t = bits.read(64) as i64;
         out.push(t);
         state.grid = t;
-        n = n.saturating_sub(1);
+        coded = n.saturating_sub(1);
     }
-    if n == 0 {
-        return Ok(());
+    if coded == 0 {
+        let h = TsHeader {
+            grid_mode: false,
+            step: state.step,
+            on_grid: false,
+        };
+        return Ok((0, h));
     }
     let grid_mode = bits.read(1) == 1;
     let step = if bits.read(1) == 1 {
@@ -192,29 +253,52 @@ pub fn decode_block(
             "timestamp step {step} is out of range"
         )));
     }
-    for _ in 0..n {
-        let (k, j) = if step == 0 {
-            (0, unzigzag(get_code(src, bits, FAM_J, &mut state.ctx_j)?.1))
-        } else {
-            let mut ctx = state.ctx_j;
-            match get_code(src, bits, FAM_K, &mut ctx)?.1 {
-                0 => {
-                    state.ctx_j = advance(state.ctx_j, 0);
-                    (0, 0)
-                }
-                ck => (
-                    unzigzag(ck - 1),
-                    unzigzag(get_code(src, bits, FAM_J, &mut state.ctx_j)?.1),
-                ),
-            }
-        };
-        let pred = state.grid.wrapping_add(step);
-        let at_grid = pred.wrapping_add(k.wrapping_mul(step));
-        let t = at_grid.wrapping_add(j);
-        out.push(t);
-        state.grid = if grid_mode { at_grid } else { t };
+    let on_grid = version >= 2 && step > 0 && bits.read(1) == 1;
+    Ok((
+        coded,
+        TsHeader {
+            grid_mode,
+            step,
+            on_grid,
+        },
+    ))
+}
+
+/// Decodes one coded timestamp of a block with header `h`.
+#[inline(always)]
+pub fn decode_row(
+    h: TsHeader,
+    state: &mut TsState,
+    src: &mut impl SymSource,
+    bits: &mut BitReader<'_>,
+) -> Result<i64> {
+    let step = h.step;
+    if h.on_grid {
+        // No codes: as if step code 0 had been read.
+        state.ctx_j = advance(state.ctx_j, 0);
+        state.grid = state.grid.wrapping_add(step);
+        return Ok(state.grid);
     }
-    Ok(())
+    let (k, j) = if step == 0 {
+        (0, unzigzag(get_code(src, bits, FAM_J, &mut state.ctx_j)?.1))
+    } else {
+        let mut ctx = state.ctx_j;
+        match get_code(src, bits, FAM_K, &mut ctx)?.1 {
+            0 => {
+                state.ctx_j = advance(state.ctx_j, 0);
+                (0, 0)
+            }
+            ck => (
+                unzigzag(ck - 1),
+                unzigzag(get_code(src, bits, FAM_J, &mut state.ctx_j)?.1),
+            ),
+        }
+    };
+    let pred = state.grid.wrapping_add(step);
+    let at_grid = pred.wrapping_add(k.wrapping_mul(step));
+    let t = at_grid.wrapping_add(j);
+    state.grid = if h.grid_mode { at_grid } else { t };
+    Ok(t)
 }
 
 #[cfg(test)]

@@ -6,8 +6,10 @@ use proptest::prelude::*;
 use strata_codec_columnar::{Columnar, container};
 use strata_plugin_sdk::{Batch, CoinDict, Error, Row, decode_checked, encode_checked};
 
-/// A segment written by the encoder before extra columns existed (see [`v1_fixture_batch`]).
+/// A segment written by the version-1 encoder before extra columns existed, and the same batch
+/// written by the first version-2 encoder (see [`v1_fixture_batch`]).
 const V1_FIXTURE: &[u8] = include_bytes!("data/v1-no-extras.strata-col");
+const V2_FIXTURE: &[u8] = include_bytes!("data/v2-no-extras.strata-col");
 
 fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
@@ -186,6 +188,22 @@ fn many_coins_unicode_ids_and_unsorted_input() {
 }
 
 #[test]
+fn timestamps_exactly_on_the_grid_cost_no_symbols() {
+    // Plain symbols are 8-bit fields, so the size shows how many there are. A regular daily
+    // series has no timestamp symbols; one late point makes its block of 128 rows code a step
+    // code per row (and a jitter code for the late one), the other blocks stay without.
+    let plain = opts(&[("entropy", "false")]);
+    let b = decimal_series(3, 400);
+    let mut late = b.clone();
+    late.ts[200] += 60_000;
+    let regular = encode_checked(&Columnar, &b, &plain).unwrap().len();
+    let one_late = round_trip_with(&late, &plain).len();
+    let extra = one_late - regular;
+    assert!((127..200).contains(&extra), "{extra} more bytes");
+    round_trip(&late);
+}
+
+#[test]
 fn irregular_and_hourly_timestamps() {
     let mut rows = Vec::new();
     let mut t = T0;
@@ -358,20 +376,30 @@ fn coin_filter_keeps_extra_columns_aligned() {
 }
 
 #[test]
-fn segments_without_extras_keep_the_version_1_layout() {
-    // The fixture was written before extra columns existed: it must still decode, and the
-    // encoder must still write exactly those bytes for a batch without extras.
+fn version_1_segments_still_decode() {
+    // The fixture was written by the version-1 encoder (before extra columns existed).
     let b = v1_fixture_batch();
+    assert_eq!(V1_FIXTURE[6], 1, "a version-1 segment");
+    assert_eq!(V1_FIXTURE[7], 0, "no flags");
     let back = decode_checked(&Columnar, V1_FIXTURE, None).unwrap();
     if let Some(d) = b.sorted().first_difference(&back) {
         panic!("old segment decodes differently: {d}");
     }
-    assert_eq!(V1_FIXTURE[7], 0, "no flags");
+    let one = ["mid".to_string()];
+    let back = decode_checked(&Columnar, V1_FIXTURE, Some(&one)).unwrap();
+    assert!(back.bit_eq(&b.filter_coins(&one).sorted()));
+}
+
+#[test]
+fn segments_keep_the_version_2_layout() {
+    // The same batch written by the first version-2 encoder: today's encoder must write
+    // exactly these bytes (a layout change needs a new version).
+    let b = v1_fixture_batch();
     let now = encode_checked(&Columnar, &b, &[]).unwrap();
-    assert!(
-        now == V1_FIXTURE,
-        "the encoding of a batch without extras changed"
-    );
+    assert_eq!(now[6], container::VERSION);
+    assert!(now == V2_FIXTURE, "the version-2 encoding changed");
+    let back = decode_checked(&Columnar, V2_FIXTURE, None).unwrap();
+    assert!(back.bit_eq(&b.sorted()));
 }
 
 #[test]
@@ -448,8 +476,8 @@ fn newer_versions_are_refused_by_name() {
     assert!(err.to_string().contains("version"), "{err}");
 }
 
-/// The batch behind `tests/data/v1-no-extras.strata-col`, a segment written by the encoder
-/// before extra columns existed: two coins of decimal data plus one of full doubles with gaps.
+/// The batch behind the fixtures in `tests/data`: two coins of decimal data plus one of full
+/// doubles with gaps.
 fn v1_fixture_batch() -> Batch {
     let mut b = Batch {
         coins: vec!["zeta".into(), "alpha".into(), "mid".into()],
