@@ -53,8 +53,8 @@ impl Store {
         self.hot_read(id, from, to, false, None, &mut h)?;
         parts.push((h, hot));
         let filter = [coin.to_string()];
-        for s in self.segments_for_coin(id, from, to)? {
-            let b = self.read_segment(&s, Some(&filter))?;
+        let segments = self.segments_for_coin(id, from, to)?;
+        for (s, b) in segments.iter().zip(self.read_segments(&segments, &filter)?) {
             parts.push((only(&b, coin, from, to), Rc::from(s.tier.as_str())));
         }
         Ok(merge(coin, parts, None))

@@ -466,17 +466,9 @@ impl Store {
         for group in groups {
             // Decode the source window (on every core), later segments (higher seq) winning on
             // equal keys.
-            let codecs: Vec<Rc<CodecPlugin>> = group
-                .iter()
-                .map(|s| self.codec_for(s))
-                .collect::<Result<_>>()?;
-            let jobs: Vec<(&SegmentInfo, &CodecPlugin)> =
-                group.iter().zip(codecs.iter().map(|c| &**c)).collect();
-            let dir: &std::path::Path = &self.dir;
-            let decoded = parallel_map(&jobs, |&(s, codec)| read_segment_with(dir, s, codec, None));
             let mut all = Batch::default();
-            for b in decoded {
-                all.extend_from(&b?);
+            for b in self.read_segments(&group, &[])? {
+                all.extend_from(&b);
             }
             report.rows_read += all.len() as u64;
             let mut by_bucket: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
@@ -565,6 +557,23 @@ impl Store {
     /// Reads and decodes segment `s`, optionally only the rows of `coins`.
     pub fn read_segment(&self, s: &SegmentInfo, coins: Option<&[String]>) -> Result<Batch> {
         read_segment_with(&self.dir, s, &*self.codec_for(s)?, coins)
+    }
+}
+
+impl Store {
+    /// Reads and decodes `segments` on every core, in order; with a non-empty `coins`, only
+    /// their rows (as far as each codec filters).
+    pub fn read_segments(&self, segments: &[SegmentInfo], coins: &[String]) -> Result<Vec<Batch>> {
+        let codecs: Vec<Rc<CodecPlugin>> = segments
+            .iter()
+            .map(|s| self.codec_for(s))
+            .collect::<Result<_>>()?;
+        let jobs: Vec<(&SegmentInfo, &CodecPlugin)> =
+            segments.iter().zip(codecs.iter().map(|c| &**c)).collect();
+        let (dir, filter) = (&*self.dir, (!coins.is_empty()).then_some(coins));
+        parallel_map(&jobs, |&(s, codec)| read_segment_with(dir, s, codec, filter))
+            .into_iter()
+            .collect()
     }
 }
 
