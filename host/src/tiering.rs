@@ -560,6 +560,9 @@ impl Store {
     }
 }
 
+/// Segment bytes below which [`Store::read_segments`] decodes on one thread.
+const PARALLEL_READ_BYTES: u64 = 4 << 20;
+
 impl Store {
     /// Reads and decodes `segments` on every core, in order; with a non-empty `coins`, only
     /// their rows (as far as each codec filters).
@@ -571,9 +574,15 @@ impl Store {
         let jobs: Vec<(&SegmentInfo, &CodecPlugin)> =
             segments.iter().zip(codecs.iter().map(|c| &**c)).collect();
         let (dir, filter) = (&*self.dir, (!coins.is_empty()).then_some(coins));
-        parallel_map(&jobs, |&(s, codec)| read_segment_with(dir, s, codec, filter))
-            .into_iter()
-            .collect()
+        let read =
+            |&(s, codec): &(&SegmentInfo, &CodecPlugin)| read_segment_with(dir, s, codec, filter);
+        // Threads pay off only when there is real decoding to share out.
+        let bytes: u64 = segments.iter().map(|s| s.bytes).sum();
+        if bytes < PARALLEL_READ_BYTES {
+            jobs.iter().map(read).collect()
+        } else {
+            parallel_map(&jobs, read).into_iter().collect()
+        }
     }
 }
 
