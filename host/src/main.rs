@@ -1056,15 +1056,21 @@ fn print_answer(a: &strata::query::Answer, format: OutFormat) -> Result<()> {
             format!("{v:?}")
         }
     };
+    // Extra columns (a rollup's open/high/low/count) follow the fixed ones.
+    let extras = &a.rows.extra;
     match format {
         OutFormat::Table => {
-            writeln!(
+            write!(
                 out,
                 "{:<20} {:<8} {:>18} {:>20} {:>20} {:>20} {:>6}",
                 "TIME", "TIER", "PRICE", "MARKET_CAP", "VOLUME", "SUPPLY", "RANK"
             )?;
-            for (r, tier) in a.rows.rows().zip(&a.tier) {
-                writeln!(
+            for c in extras {
+                write!(out, " {:>18}", c.name.to_uppercase())?;
+            }
+            writeln!(out)?;
+            for (i, (r, tier)) in a.rows.rows().zip(&a.tier).enumerate() {
+                write!(
                     out,
                     "{:<20} {:<8} {:>18} {:>20} {:>20} {:>20} {:>6}",
                     format_time(r.ts),
@@ -1075,12 +1081,20 @@ fn print_answer(a: &strata::query::Answer, format: OutFormat) -> Result<()> {
                     num(r.supply),
                     rank_text(r.rank)
                 )?;
+                for c in extras {
+                    write!(out, " {:>18}", num(c.values[i]))?;
+                }
+                writeln!(out)?;
             }
         }
         OutFormat::Csv => {
-            writeln!(out, "coin,ts,price,market_cap,volume,supply,rank,tier")?;
-            for (r, tier) in a.rows.rows().zip(&a.tier) {
-                writeln!(
+            write!(out, "coin,ts,price,market_cap,volume,supply,rank,tier")?;
+            for c in extras {
+                write!(out, ",{}", c.name)?;
+            }
+            writeln!(out)?;
+            for (i, (r, tier)) in a.rows.rows().zip(&a.tier).enumerate() {
+                write!(
                     out,
                     "{coin},{},{},{},{},{},{},{tier}",
                     r.ts,
@@ -1090,6 +1104,10 @@ fn print_answer(a: &strata::query::Answer, format: OutFormat) -> Result<()> {
                     num(r.supply),
                     rank_text(r.rank)
                 )?;
+                for c in extras {
+                    write!(out, ",{}", num(c.values[i]))?;
+                }
+                writeln!(out)?;
             }
         }
         OutFormat::Json => {
@@ -1106,11 +1124,16 @@ fn print_answer(a: &strata::query::Answer, format: OutFormat) -> Result<()> {
                 .rows
                 .rows()
                 .zip(&a.tier)
-                .map(|(r, tier)| {
-                    serde_json::json!({
+                .enumerate()
+                .map(|(i, (r, tier))| {
+                    let mut row = serde_json::json!({
                         "coin": coin, "ts": r.ts, "price": f(r.price), "market_cap": f(r.market_cap),
                         "volume": f(r.volume), "supply": f(r.supply), "rank": r.rank, "tier": &**tier,
-                    })
+                    });
+                    for c in extras {
+                        row[c.name.as_str()] = f(c.values[i]);
+                    }
+                    row
                 })
                 .collect();
             serde_json::to_writer_pretty(&mut out, &rows)?;

@@ -133,20 +133,34 @@ fn only(b: &Batch, coin: &str, from: i64, to: i64) -> Batch {
     let Some(c) = b.coins.iter().position(|x| x == coin) else {
         return out;
     };
+    for col in &b.extra {
+        out.add_extra(&col.name);
+    }
     for r in 0..b.len() {
         if b.coin_index[r] as usize == c && b.ts[r] >= from && b.ts[r] <= to {
-            out.push(
-                0,
-                b.ts[r],
-                b.price[r],
-                b.market_cap[r],
-                b.volume[r],
-                b.supply[r],
-                b.rank[r],
-            );
+            push_row(&mut out, b, r);
         }
     }
     out
+}
+
+/// Appends row `r` of `b` to `out` (coin 0), with the extra columns both have; `out`'s other
+/// extras get NaN.
+fn push_row(out: &mut Batch, b: &Batch, r: usize) {
+    out.push(
+        0,
+        b.ts[r],
+        b.price[r],
+        b.market_cap[r],
+        b.volume[r],
+        b.supply[r],
+        b.rank[r],
+    );
+    for col in &b.extra {
+        if let Some(k) = out.extra.iter().position(|c| c.name == col.name) {
+            *out.extra[k].values.last_mut().expect("just pushed") = col.values[r];
+        }
+    }
 }
 
 /// Sorts the parts' rows by time; on equal time the earlier part (hotter) wins. With `last`,
@@ -166,17 +180,14 @@ fn merge(coin: &str, parts: Vec<(Batch, Rc<str>)>, last: Option<usize>) -> Answe
         rows: single(coin),
         tier: Vec::with_capacity(idx.len()),
     };
+    // Extra columns (e.g. a rollup's open/high/low/count) of any part; NaN where a row has none.
+    for (b, _) in &parts {
+        for col in &b.extra {
+            out.rows.add_extra(&col.name);
+        }
+    }
     for (_, p, r) in idx {
-        let b = &parts[p].0;
-        out.rows.push(
-            0,
-            b.ts[r],
-            b.price[r],
-            b.market_cap[r],
-            b.volume[r],
-            b.supply[r],
-            b.rank[r],
-        );
+        push_row(&mut out.rows, &parts[p].0, r);
         out.tier.push(parts[p].1.clone());
     }
     out
@@ -188,6 +199,9 @@ trait ReverseRows {
 
 impl ReverseRows for Batch {
     fn reverse_rows(&mut self) {
+        for c in &mut self.extra {
+            c.values.reverse();
+        }
         self.coin_index.reverse();
         self.ts.reverse();
         self.price.reverse();

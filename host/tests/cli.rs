@@ -159,7 +159,7 @@ fn collect_once_stores_every_recorded_coinpaprika_ticker() {
     // into colder tiers by now: the tickers are from 2019).
     let tickers: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
     assert_eq!(tickers.len(), 2541);
-    let mut store = strata::Store::open(&data).unwrap();
+    let store = strata::Store::open(&data).unwrap();
     store.set_runtime(strata::plugin::Runtime::new(Default::default()).unwrap());
     let bits = |v: &serde_json::Value| v.as_f64().map_or(f64::NAN, |f| f).to_bits();
     for t in &tickers {
@@ -227,4 +227,98 @@ fn demo_fills_every_tier_of_the_default_policy() {
     let o = strata(&data, &["demo", "--coins", "24"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not empty"));
+}
+
+#[test]
+fn rollup_policy_stores_daily_ohlc_that_queries_return() {
+    use strata::generate::{GenConfig, Generator, write_csv};
+    const DAY: i64 = 86_400_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let cfg = GenConfig::hourly(6, 40, 3);
+    let start = cfg.start;
+    let batch = Generator::new(cfg).all();
+    let csv = tmp.path().join("in.csv");
+    write_csv(&batch, &mut std::fs::File::create(&csv).unwrap()).unwrap();
+    stdout(&strata(&data, &["ingest", csv.to_str().unwrap()]));
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/rollup.toml");
+    let now = (start + 40 * DAY).to_string();
+    stdout(&strata(
+        &data,
+        &["tier", "--policy", policy.to_str().unwrap(), "--now", &now],
+    ));
+    let cut = start + 10 * DAY;
+
+    for coin in ["coin-00000", "coin-00003"] {
+        let out = stdout(&strata(&data, &["query", coin, "--format", "json"]));
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        let f = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
+        let mine: Vec<_> = batch.rows().filter(|r| r.coin == coin).collect();
+        // The hot tier still holds every row from the cut on, untouched.
+        let hot = rows.iter().filter(|r| r["tier"] == "hot").count();
+        assert_eq!(hot, mine.iter().filter(|r| r.ts >= cut).count(), "{coin}");
+        // Before the cut: one warm row per day that had rows, summarising that day.
+        let warm: Vec<_> = rows.iter().filter(|r| r["tier"] == "warm").collect();
+        let days: std::collections::BTreeSet<i64> = mine
+            .iter()
+            .filter(|r| r.ts < cut)
+            .map(|r| r.ts - (r.ts - start) % DAY)
+            .collect();
+        assert_eq!(warm.len(), days.len(), "{coin}");
+        for (w, day) in warm.iter().zip(&days) {
+            let ts = w["ts"].as_i64().unwrap();
+            assert_eq!(ts, *day, "{coin}: a daily row starts its day");
+            let in_day: Vec<_> = mine
+                .iter()
+                .filter(|r| r.ts >= ts && r.ts < ts + DAY)
+                .collect();
+            let known = |field: usize| -> Vec<f64> {
+                in_day
+                    .iter()
+                    .map(|r| [r.price, r.market_cap, r.volume, r.supply][field])
+                    .filter(|v| !v.is_nan())
+                    .collect()
+            };
+            let (prices, caps, vols, supplies) = (known(0), known(1), known(2), known(3));
+            let bits = |a: f64, b: f64, what: &str| {
+                assert_eq!(a.to_bits(), b.to_bits(), "{coin} {ts} {what}: {a} vs {b}")
+            };
+            bits(f(&w["price"]), *prices.last().unwrap(), "close");
+            bits(f(&w["open"]), prices[0], "open");
+            bits(
+                f(&w["high"]),
+                prices.iter().copied().fold(f64::MIN, f64::max),
+                "high",
+            );
+            bits(
+                f(&w["low"]),
+                prices.iter().copied().fold(f64::MAX, f64::min),
+                "low",
+            );
+            bits(
+                f(&w["market_cap"]),
+                caps.iter().copied().fold(f64::MIN, f64::max),
+                "cap",
+            );
+            bits(f(&w["supply"]), *supplies.last().unwrap(), "supply");
+            let mean = vols.iter().sum::<f64>() / vols.len() as f64;
+            assert!(
+                (f(&w["volume"]) - mean).abs() <= mean.abs() * 1e-12,
+                "{coin} {ts} volume"
+            );
+            assert_eq!(f(&w["count"]), in_day.len() as f64, "{coin} {ts} count");
+            let rank = in_day
+                .iter()
+                .rev()
+                .map(|r| r.rank)
+                .find(|&r| r > 0)
+                .unwrap_or(0);
+            assert_eq!(
+                w["rank"].as_u64().unwrap(),
+                u64::from(rank),
+                "{coin} {ts} rank"
+            );
+        }
+    }
+    assert!(stdout(&strata(&data, &["verify"])).contains(" 0 faults"));
 }
