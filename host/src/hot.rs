@@ -57,6 +57,25 @@ impl LatestCache {
         self.rows.insert(coin, rows);
     }
 
+    /// Applies the upserts of `batch` (in order, so a later duplicate wins) to the entries of
+    /// its coins; `ids[c]` is the store id of `batch.coins[c]`.
+    fn upsert_batch(&mut self, batch: &Batch, ids: &[i64]) {
+        if self.rows.is_empty() {
+            return;
+        }
+        let canon = |v: f64| if v.is_nan() { f64::NAN } else { v };
+        for i in 0..batch.len() {
+            let values = [
+                batch.price[i],
+                batch.market_cap[i],
+                batch.volume[i],
+                batch.supply[i],
+            ];
+            let row = (batch.ts[i], values.map(canon), batch.rank[i]);
+            self.upsert(ids[batch.coin_index[i] as usize], row);
+        }
+    }
+
     /// Applies an upsert of `row` to `coin`'s entry, if it has one.
     fn upsert(&mut self, coin: i64, row: HotRow) {
         let Some(rows) = self.rows.get_mut(&coin) else {
@@ -255,23 +274,7 @@ impl Store {
         }
         if recent {
             self.recent_rows += batch.len() as u64;
-            let mut cache = self.latest.borrow_mut();
-            if !cache.rows.is_empty() {
-                let canon = |v: f64| if v.is_nan() { f64::NAN } else { v };
-                for i in 0..batch.len() {
-                    let row = (
-                        batch.ts[i],
-                        [
-                            canon(batch.price[i]),
-                            canon(batch.market_cap[i]),
-                            canon(batch.volume[i]),
-                            canon(batch.supply[i]),
-                        ],
-                        batch.rank[i],
-                    );
-                    cache.upsert(ids[batch.coin_index[i] as usize], row);
-                }
-            }
+            self.latest.borrow_mut().upsert_batch(batch, &ids);
         } else {
             self.latest.borrow_mut().clear();
         }
