@@ -23,7 +23,7 @@ use strata_plugin_sdk::Batch;
 
 use crate::store::{CoinMeta, Store};
 
-/// Rows per coin in the [`LatestCache`].
+/// Rows per coin in the latest-rows cache (see `Store::latest`).
 pub const LATEST_CACHE_ROWS: usize = 32;
 
 /// One hot row without its coin: `(ts, [price, market_cap, volume, supply], rank)`, NaN

@@ -1,4 +1,4 @@
-//! Ingesting files: chunks read by [`source`](crate::source) in one thread (every format it
+//! Ingesting files: chunks read by [`source`](mod@crate::source) in one thread (every format it
 //! knows: canonical CSV/JSONL, the CoinGecko CSVs, CMC ndjson, mapped CSVs, Coinpaprika
 //! responses; gzip or not) are written in another, strict or skip-invalid. The engine side
 //! ([`Store::ingest_chunks`]) takes any iterator of [`Chunk`]s.
@@ -139,7 +139,7 @@ impl Store {
         Ok(report)
     }
 
-    /// Ingests files read by [`source`](crate::source) (any format it reads; `format` may be
+    /// Ingests files read by [`source`](mod@crate::source) (any format it reads; `format` may be
     /// [`Format::Auto`]), reading in a second thread while this one writes.
     pub fn ingest_files(
         &mut self,

@@ -15,9 +15,9 @@
 //! - [`store`]: the data directory (SQLite hot tier, segment catalog, startup recovery), with
 //!   [`hot`] (ingest and the hot tier's layout), [`segment`] and [`catalog`] (segment files and
 //!   their index), [`tiering`] (tier transitions) and [`query`] (cross-tier reads) adding to
-//!   [`Store`](store::Store).
+//!   [`Store`].
 //! - [`generate`]: the synthetic market generator; [`crash`]: fault injection for crash tests.
-//! - [`demo`]: the main job end to end on generated data (`strata demo`); [`bench`]: the
+//! - [`demo`]: the main job end to end on generated data (`strata demo`); [`bench`](mod@bench): the
 //!   engine's figures against their targets (`strata bench`).
 //!
 //! The batch type every layer shares is the SDK's [`Batch`](strata_plugin_sdk::Batch).

@@ -41,9 +41,11 @@ pub fn checksum(bytes: &[u8]) -> String {
 }
 
 /// Writes `bytes` to `path` so that after a crash either the whole file is there under its name
-/// or nothing is (a leftover `*.tmp` is removed at startup): write `path.tmp`, fsync, rename,
-/// fsync the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// or nothing is (a leftover `*.tmp` is removed at startup): `path.tmp` is written, fsynced and
+/// renamed to `path`. The rename is durable only once the directory is fsynced ([`sync_dir`]):
+/// a caller writing many files into one directory syncs it once, after the last, before it
+/// relies on any of them (commits them to the catalog).
+pub fn write_renamed(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().context("segment path has no directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut tmp = path.as_os_str().to_owned();
@@ -59,10 +61,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         crate::crash::point("segment-synced");
     }
     std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    sync_dir(dir)?;
-    crate::crash::point("segment-renamed");
-    Ok(())
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 /// fsync of a directory, so a rename in it is durable.
@@ -102,7 +101,8 @@ mod tests {
     fn atomic_write_leaves_no_temp() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("segments/warm/0-000-0.bin");
-        write_atomic(&p, b"hello").unwrap();
+        write_renamed(&p, b"hello").unwrap();
+        sync_dir(p.parent().unwrap()).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"hello");
         assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
     }

@@ -5,16 +5,18 @@
 //! (moved to a bucket start of the destination's retention rule when it rolls up, so a bucket
 //! is never aggregated from a partial window):
 //!
-//! - **hot → next**: hot rows with `ts < cut`, one piece per (destination window × coin bucket),
-//!   rows sorted by (coin, ts). The destination's retention plugin picks the survivors given
-//!   the destination's `last_kept` per coin; the codec encodes them; the file is written
-//!   crash-safely ([`segment::write_atomic`]); then ONE SQLite transaction inserts the catalog
-//!   row, raises `last_kept` and deletes the piece's hot rows.
+//! - **hot → next**: per destination coin bucket, a group of hot rows with `ts < cut` (every
+//!   such row of its coins; at most 2 M rows), sorted by (coin, ts). The
+//!   destination's retention plugin picks the survivors of the whole group given the
+//!   destination's `last_kept` per coin; they are split by destination window and each piece is
+//!   encoded and written durably ([`segment::write_renamed`], then one directory fsync) on every
+//!   core; then ONE SQLite transaction inserts the group's catalog rows, raises `last_kept` and
+//!   deletes the group's hot rows.
 //! - **segments → next**: source segments *wholly* older than the cut (`max_ts < cut`; a
 //!   segment straddling the cut waits for a later run, so segments are never split), one
-//!   source window at a time: decode, split by destination window × bucket, select, encode,
-//!   write every new file, then ONE transaction inserts the new catalog rows and deletes the
-//!   old ones; the old files are deleted after the commit.
+//!   source window at a time: decode, split by destination coin bucket, select, split by
+//!   destination window, encode, write every new file, then ONE transaction inserts the new
+//!   catalog rows and deletes the old ones; the old files are deleted after the commit.
 //!
 //! A crash before the commit leaves the source visible and the new files unreferenced; after
 //! it, the new segments visible and the old files unreferenced. Startup recovery deletes
@@ -398,9 +400,17 @@ impl Store {
         let (codec, dir): (&CodecPlugin, &std::path::Path) = (codec, &self.dir);
         let files = parallel_map(&pieces, |(_, _, rel, piece, _)| -> Result<(u64, String)> {
             let bytes = codec.encode(piece, copts)?;
-            segment::write_atomic(&dir.join(rel), &bytes)?;
+            segment::write_renamed(&dir.join(rel), &bytes)?;
             Ok((bytes.len() as u64, segment::checksum(&bytes)))
         });
+        // Every file of the group is in the tier's directory: one fsync makes the renames durable.
+        if let Some((_, _, rel, _, _)) = pieces.first() {
+            let tier_dir = dir.join(rel);
+            segment::sync_dir(tier_dir.parent().context("segment path has no directory")?)?;
+            for _ in &pieces {
+                crate::crash::point("segment-renamed");
+            }
+        }
         let options = serde_json::to_string(copts)?;
         let mut out = Vec::with_capacity(pieces.len());
         for ((window, seq, rel, piece, last_kept), file) in pieces.into_iter().zip(files) {
