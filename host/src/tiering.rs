@@ -570,8 +570,9 @@ impl Store {
     }
 }
 
-/// Segment bytes below which [`Store::read_segments`] decodes on one thread.
-const PARALLEL_READ_BYTES: u64 = 4 << 20;
+/// Segment bytes below which [`Store::read_segments`] decodes on one thread (about 10 ms of
+/// decoding for the slowest codecs).
+const PARALLEL_READ_BYTES: u64 = 256 << 10;
 
 impl Store {
     /// Reads and decodes `segments` on every core, in order; with a non-empty `coins`, only
