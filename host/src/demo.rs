@@ -95,6 +95,8 @@ pub enum Event {
 #[derive(Clone, Debug)]
 pub struct CoinQuery {
     pub coin: String,
+    /// Why this coin: `largest`, `median` or `smallest` by rank at the end.
+    pub label: &'static str,
     /// Rows per tier, hottest first, tiers without rows left out.
     pub rows_by_tier: Vec<(String, usize)>,
     pub first_ts: Option<i64>,
@@ -209,12 +211,16 @@ pub fn run(
         })
         .collect();
     by_rank.sort_unstable();
-    let picks: Vec<String> = [0, by_rank.len() / 2, by_rank.len().saturating_sub(1)]
-        .iter()
-        .filter_map(|&i| by_rank.get(i).map(|(_, c)| c.to_string()))
-        .collect();
+    let picks: Vec<(&'static str, String)> = [
+        ("largest", 0),
+        ("median", by_rank.len() / 2),
+        ("smallest", by_rank.len().saturating_sub(1)),
+    ]
+    .into_iter()
+    .filter_map(|(label, i)| by_rank.get(i).map(|(_, c)| (label, c.to_string())))
+    .collect();
     let mut queries = Vec::new();
-    for coin in picks {
+    for (label, coin) in picks {
         let t = Instant::now();
         let a = store.query(&coin, i64::MIN, i64::MAX)?;
         let millis = t.elapsed().as_secs_f64() * 1e3;
@@ -234,6 +240,7 @@ pub fn run(
             last_price: a.rows.price.last().copied().unwrap_or(f64::NAN),
             millis,
             coin,
+            label,
         });
     }
 

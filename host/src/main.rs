@@ -956,8 +956,9 @@ fn demo(g: &Global, cfg: &strata::demo::DemoConfig) -> Result<()> {
             .map(|(t, n)| format!("{t} {n}"))
             .collect();
         println!(
-            "query {:<11} {:>5} rows ({}) from {} to {}, last price {} ({:.1} ms)",
+            "query {:<11} ({:<8}) {:>5} rows ({}) from {} to {}, last price {} ({:.1} ms)",
             q.coin,
+            q.label,
             q.rows_by_tier.iter().map(|(_, n)| n).sum::<usize>(),
             tiers.join(", "),
             q.first_ts.map(format_time).unwrap_or_default(),
