@@ -14,7 +14,7 @@
 //! keep = "365d"
 //! retention = { plugin = "sample", options = { every = "1d" } }
 //! codec = { plugin = "jsonl-gzip", options = { level = 6 } }
-//! segment = { window = "30d", coin-buckets = 16 }
+//! segment = { window = "30d", coin-buckets = 64 }
 //!
 //! [[tier]]
 //! name = "archive"        # the last tier has no `keep`: it keeps forever
