@@ -3,7 +3,7 @@
 //! figure, the CoinGecko CSV when its path is given). Run it from a release build; the figures
 //! of a debug build mean nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -105,13 +105,12 @@ fn hourly_history(coins: usize, days: usize, seed: u64) -> (Batch, Generator) {
 
 /// Runs every figure; `progress` gets a line per step.
 pub fn run(cfg: &BenchConfig, rt: &Runtime, progress: &mut dyn FnMut(&str)) -> Result<Vec<Figure>> {
-    let tmp = match &cfg.dir {
-        Some(d) => {
-            std::fs::create_dir_all(d)?;
-            tempfile_in(d)?
-        }
-        None => tempfile_in(&std::env::temp_dir())?,
-    };
+    let parent = cfg.dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&parent)?;
+    // Removed (with the stores) when the benchmark ends.
+    let tmp = tempfile::Builder::new()
+        .prefix("strata-bench-")
+        .tempdir_in(&parent)?;
     let root = tmp.path();
     let mut figures = Vec::new();
 
@@ -287,25 +286,4 @@ pub fn run(cfg: &BenchConfig, rt: &Runtime, progress: &mut dyn FnMut(&str)) -> R
         ),
     });
     Ok(figures)
-}
-
-fn tempfile_in(dir: &Path) -> Result<TempDir> {
-    let p = dir.join(format!("strata-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&p)?;
-    Ok(TempDir(p))
-}
-
-/// A directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

@@ -854,12 +854,14 @@ fn demo(g: &Global, cfg: &strata::demo::DemoConfig) -> Result<()> {
     use indicatif::{ProgressBar, ProgressStyle};
     use strata::plan::human_bytes;
 
-    let (dir, keep) = match &g.data {
-        Some(d) => (d.clone(), true),
-        None => (
-            std::env::temp_dir().join(format!("strata-demo-{}", std::process::id())),
-            false,
-        ),
+    // Without --data, a temporary store removed when the demo ends.
+    let temp = match &g.data {
+        Some(_) => None,
+        None => Some(tempfile::Builder::new().prefix("strata-demo-").tempdir()?),
+    };
+    let (dir, keep) = match (&g.data, &temp) {
+        (Some(d), _) => (d.clone(), true),
+        (None, t) => (t.as_ref().expect("made above").path().to_path_buf(), false),
     };
     if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
         bail!(
@@ -867,7 +869,6 @@ fn demo(g: &Global, cfg: &strata::demo::DemoConfig) -> Result<()> {
             dir.display()
         );
     }
-    let _cleanup = (!keep).then(|| RemoveOnDrop(dir.clone()));
     let rt = runtime(g)?;
     let mut store = strata::Store::open(&dir)?;
     let days = |d: i64| {
@@ -997,15 +998,6 @@ fn peak_rss() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
-}
-
-/// A directory removed (with its contents) when dropped.
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn data_dir(g: &Global) -> PathBuf {
