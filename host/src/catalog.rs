@@ -16,7 +16,7 @@ use rusqlite::{OptionalExtension, params};
 use crate::store::Store;
 
 /// One catalog row.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SegmentInfo {
     pub id: i64,
     pub tier: String,

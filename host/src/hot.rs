@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use strata_plugin_sdk::Batch;
 
-use crate::store::{CoinMeta, Store};
+use crate::store::{CoinMeta, HOT_TABLE, Store};
 
 /// Rows per coin in the latest-rows cache (see `Store::latest`).
 pub const LATEST_CACHE_ROWS: usize = 32;
@@ -307,6 +307,47 @@ impl Store {
         Ok(())
     }
 
+    /// Removes every `hot` row older than `cut` of `coins` (inside the caller's transaction),
+    /// `moving` rows in all; `hot_recent` is empty (merged before a transition).
+    ///
+    /// When more rows leave than stay (a backfill ageing out in one go), the survivors are
+    /// copied into a new table that replaces `hot`: dropping a table frees its pages without
+    /// rebalancing the B-tree row by row, so it costs a fraction of a range delete per coin.
+    pub(crate) fn drop_hot_before(&mut self, cut: i64, coins: &[i64], moving: u64) -> Result<()> {
+        let total: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM hot", [], |r| r.get(0))?;
+        let staying = (total as u64).saturating_sub(moving);
+        if staying >= moving {
+            let mut del = self
+                .conn
+                .prepare_cached("DELETE FROM hot WHERE coin = ?1 AND ts < ?2")?;
+            for id in coins {
+                del.execute(rusqlite::params![id, cut])?;
+            }
+            return Ok(());
+        }
+        self.conn.execute_batch(&format!(
+            "DROP TABLE IF EXISTS hot_swap; {}",
+            HOT_TABLE.replace("hot (", "hot_swap (")
+        ))?;
+        let mut ids: Vec<i64> = self.coin_ids.values().copied().collect();
+        ids.sort_unstable();
+        let listed: std::collections::HashSet<i64> = coins.iter().copied().collect();
+        {
+            let mut copy = self
+                .conn
+                .prepare("INSERT INTO hot_swap SELECT * FROM hot WHERE coin = ?1 AND ts >= ?2")?;
+            for id in ids {
+                let from = if listed.contains(&id) { cut } else { i64::MIN };
+                copy.execute(rusqlite::params![id, from])?;
+            }
+        }
+        self.conn
+            .execute_batch("DROP TABLE hot; ALTER TABLE hot_swap RENAME TO hot;")?;
+        Ok(())
+    }
+
     /// Rows in the hot tier (both tables; a key in both counts once).
     pub fn hot_rows(&self) -> Result<u64> {
         let n: i64 = self.conn.query_row(
@@ -329,68 +370,96 @@ impl Store {
         limit: Option<usize>,
         out: &mut Batch,
     ) -> Result<()> {
-        let lim = limit.map(|l| l as i64).unwrap_or(-1);
-        let coin =
-            out.coins
-                .len()
-                .checked_sub(1)
-                .context("hot_read needs the coin in the output's dictionary")? as u32;
-        let read = |recent: bool| -> Result<Vec<(i64, [f64; 4], u32)>> {
-            let sql = match (recent, newest_first) {
-                (false, false) => sql_read!("hot", "ASC"),
-                (false, true) => sql_read!("hot", "DESC"),
-                (true, false) => sql_read!("hot_recent", "ASC"),
-                (true, true) => sql_read!("hot_recent", "DESC"),
-            };
-            let mut st = self.conn.prepare_cached(sql)?;
-            let mut rows = st.query(rusqlite::params![id, from, to, lim])?;
-            let mut v = Vec::with_capacity(limit.unwrap_or(16).min(4096));
-            while let Some(r) = rows.next()? {
-                v.push((
-                    r.get(0)?,
-                    [
-                        float_from(r.get_ref(1)?)?,
-                        float_from(r.get_ref(2)?)?,
-                        float_from(r.get_ref(3)?)?,
-                        float_from(r.get_ref(4)?)?,
-                    ],
-                    r.get(5)?,
-                ));
-            }
-            Ok(v)
+        let range = HotRange {
+            from,
+            to,
+            newest_first,
+            limit,
         };
-        let main = read(false)?;
-        let recent = if self.recent_rows > 0 {
-            read(true)?
-        } else {
-            Vec::new()
-        };
-        // Merge the two sorted lists; on equal ts the recent copy wins.
-        let (mut a, mut b) = (main.into_iter().peekable(), recent.into_iter().peekable());
-        let before = |x: i64, y: i64| if newest_first { x > y } else { x < y };
-        let mut n = 0;
-        while limit.is_none_or(|l| n < l) {
-            let next = match (a.peek(), b.peek()) {
-                (None, None) => break,
-                (Some(_), None) => a.next(),
-                (None, Some(_)) => b.next(),
-                (Some(x), Some(y)) => {
-                    if x.0 == y.0 {
-                        a.next();
-                        b.next()
-                    } else if before(x.0, y.0) {
-                        a.next()
-                    } else {
-                        b.next()
-                    }
-                }
-            };
-            let (ts, f, rank) = next.expect("one side has a row");
-            out.push(coin, ts, f[0], f[1], f[2], f[3], rank);
-            n += 1;
-        }
-        Ok(())
+        read_hot(&self.conn, self.recent_rows > 0, id, &range, out)
     }
+}
+
+/// Which hot rows of a coin [`read_hot`] reads.
+pub(crate) struct HotRange {
+    pub from: i64,
+    pub to: i64,
+    pub newest_first: bool,
+    pub limit: Option<usize>,
+}
+
+/// [`Store::hot_read`] on any connection to the store's database (a transition reads on a
+/// second one, on its own thread); `recent`: whether `hot_recent` may hold rows.
+pub(crate) fn read_hot(
+    conn: &rusqlite::Connection,
+    recent: bool,
+    id: i64,
+    range: &HotRange,
+    out: &mut Batch,
+) -> Result<()> {
+    let &HotRange {
+        from,
+        to,
+        newest_first,
+        limit,
+    } = range;
+    let lim = limit.map(|l| l as i64).unwrap_or(-1);
+    let coin = out
+        .coins
+        .len()
+        .checked_sub(1)
+        .context("hot_read needs the coin in the output's dictionary")? as u32;
+    let read = |recent: bool| -> Result<Vec<(i64, [f64; 4], u32)>> {
+        let sql = match (recent, newest_first) {
+            (false, false) => sql_read!("hot", "ASC"),
+            (false, true) => sql_read!("hot", "DESC"),
+            (true, false) => sql_read!("hot_recent", "ASC"),
+            (true, true) => sql_read!("hot_recent", "DESC"),
+        };
+        let mut st = conn.prepare_cached(sql)?;
+        let mut rows = st.query(rusqlite::params![id, from, to, lim])?;
+        let mut v = Vec::with_capacity(limit.unwrap_or(16).min(4096));
+        while let Some(r) = rows.next()? {
+            v.push((
+                r.get(0)?,
+                [
+                    float_from(r.get_ref(1)?)?,
+                    float_from(r.get_ref(2)?)?,
+                    float_from(r.get_ref(3)?)?,
+                    float_from(r.get_ref(4)?)?,
+                ],
+                r.get(5)?,
+            ));
+        }
+        Ok(v)
+    };
+    let main = read(false)?;
+    let recent = if recent { read(true)? } else { Vec::new() };
+    // Merge the two sorted lists; on equal ts the recent copy wins.
+    let (mut a, mut b) = (main.into_iter().peekable(), recent.into_iter().peekable());
+    let before = |x: i64, y: i64| if newest_first { x > y } else { x < y };
+    let mut n = 0;
+    while limit.is_none_or(|l| n < l) {
+        let next = match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some(_), None) => a.next(),
+            (None, Some(_)) => b.next(),
+            (Some(x), Some(y)) => {
+                if x.0 == y.0 {
+                    a.next();
+                    b.next()
+                } else if before(x.0, y.0) {
+                    a.next()
+                } else {
+                    b.next()
+                }
+            }
+        };
+        let (ts, f, rank) = next.expect("one side has a row");
+        out.push(coin, ts, f[0], f[1], f[2], f[3], rank);
+        n += 1;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -477,6 +546,42 @@ mod tests {
         assert_eq!(s.recent_rows, 0);
         assert!(read_all(&s, "b").bit_eq(&bulk));
         check(&s);
+    }
+
+    #[test]
+    fn dropping_old_rows_keeps_exactly_the_newer_ones_either_way() {
+        // 3 coins x 100 timestamps; the cut at 90 removes most rows (the table is replaced), at
+        // 10 a few (range deletes); rows of coins not listed as moving stay either way.
+        for cut in [90, 10] {
+            let d = tempfile::tempdir().unwrap();
+            let mut s = Store::open(d.path()).unwrap();
+            let mut rows = Vec::new();
+            for coin in ["a", "b", "c"] {
+                for t in 0..100 {
+                    rows.push((coin, t, t as f64 * 1.5 - 7.0));
+                }
+            }
+            let all = batch(&rows);
+            s.ingest(&all, &[]).unwrap();
+            let moving = [s.coin_id("a").unwrap(), s.coin_id("c").unwrap()];
+            s.write_txn(|s| s.drop_hot_before(cut, &moving, 2 * cut as u64))
+                .unwrap();
+            for coin in ["a", "b", "c"] {
+                let from = if coin == "b" { 0 } else { cut };
+                let want: Vec<(&str, i64, f64)> = rows
+                    .iter()
+                    .copied()
+                    .filter(|&(c, t, _)| c == coin && t >= from)
+                    .collect();
+                let got = read_all(&s, coin);
+                assert!(got.bit_eq(&batch(&want)), "cut {cut}, coin {coin}");
+            }
+            // The store still takes writes and reopens.
+            s.ingest(&batch(&[("a", 500, 1.0)]), &[]).unwrap();
+            drop(s);
+            let s = Store::open(d.path()).unwrap();
+            assert_eq!(read_all(&s, "a").ts.last(), Some(&500));
+        }
     }
 
     #[test]

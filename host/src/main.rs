@@ -249,6 +249,9 @@ enum Command {
         /// Build the benchmark stores under this directory (default: the system temp dir).
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
+        /// Only the tier-transition and cross-tier range figures.
+        #[arg(long)]
+        transition_only: bool,
     },
 }
 
@@ -710,6 +713,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             quick,
             coingecko,
             dir,
+            transition_only,
         } => {
             let mut cfg = if quick {
                 strata::bench::BenchConfig::quick()
@@ -718,6 +722,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             cfg.coingecko = coingecko;
             cfg.dir = dir;
+            cfg.transition_only = transition_only;
             let rt = runtime(&cli.global)?;
             let figures = strata::bench::run(&cfg, &rt, &mut |m| eprintln!("bench: {m}"))?;
             if json {

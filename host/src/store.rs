@@ -21,8 +21,19 @@ use crate::plugin::{CodecPlugin, Runtime, RuntimeConfig};
 /// The schema version this build reads and writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 1;
 
+/// The SQLite database in a data directory.
+pub const DB_FILE: &str = "strata.db";
+
 /// The default data directory when neither `--data` nor `$STRATA_DATA` is given.
 pub const DEFAULT_DATA_DIR: &str = "./strata-data";
+
+/// The hot tier's main table (also the shape of the table that replaces it when most of its
+/// rows leave at once, see `Store::drop_hot_before`).
+pub(crate) const HOT_TABLE: &str = "CREATE TABLE IF NOT EXISTS hot (
+    coin INTEGER NOT NULL, ts INTEGER NOT NULL,
+    price, market_cap, volume, supply, rank INTEGER NOT NULL,
+    PRIMARY KEY (coin, ts)
+) WITHOUT ROWID;";
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS coin (
@@ -31,13 +42,9 @@ CREATE TABLE IF NOT EXISTS coin (
     symbol TEXT NOT NULL DEFAULT '',
     name   TEXT NOT NULL DEFAULT ''
 );
--- Float columns have no declared type on purpose: with no affinity SQLite stores the 8 bytes of
--- the double as given (a REAL column would turn -0.0 into the integer 0). NULL = NaN (unknown).
-CREATE TABLE IF NOT EXISTS hot (
-    coin INTEGER NOT NULL, ts INTEGER NOT NULL,
-    price, market_cap, volume, supply, rank INTEGER NOT NULL,
-    PRIMARY KEY (coin, ts)
-) WITHOUT ROWID;
+-- Float columns (here and in `hot`) have no declared type on purpose: with no affinity SQLite
+-- stores the 8 bytes of the double as given (a REAL column would turn -0.0 into the integer 0).
+-- NULL = NaN (unknown).
 CREATE TABLE IF NOT EXISTS hot_recent (
     ts INTEGER NOT NULL, coin INTEGER NOT NULL,
     price, market_cap, volume, supply, rank INTEGER NOT NULL,
@@ -181,7 +188,7 @@ impl Store {
                 return Err(e).with_context(|| format!("locking {}", lock_path.display()));
             }
         }
-        let db = dir.join("strata.db");
+        let db = dir.join(DB_FILE);
         let conn =
             Connection::open(&db).with_context(|| format!("opening database {}", db.display()))?;
         conn.set_prepared_statement_cache_capacity(64);
@@ -204,7 +211,7 @@ impl Store {
         ))
         .with_context(|| format!("configuring {}", db.display()))?;
         conn.execute_batch(&format!(
-            "BEGIN; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN; {SCHEMA} {HOT_TABLE} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))
         .with_context(|| format!("creating the schema in {}", db.display()))?;
 
@@ -243,6 +250,11 @@ impl Store {
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The SQLite database file.
+    pub(crate) fn db_path(&self) -> PathBuf {
+        self.dir.join(DB_FILE)
     }
 
     /// The SQLite connection, for inspection (tests, tools). Writing through it can break the

@@ -13,8 +13,9 @@
 //!   core; then ONE SQLite transaction inserts the group's catalog rows, raises `last_kept` and
 //!   deletes the group's hot rows.
 //! - **segments → next**: source segments *wholly* older than the cut (`max_ts < cut`; a
-//!   segment straddling the cut waits for a later run, so segments are never split), one
-//!   source window at a time: decode, split by destination coin bucket, select, split by
+//!   segment straddling the cut waits for a later run, so segments are never split), a group
+//!   of whole source windows at a time (consecutive windows starting in the same destination
+//!   window, up to 2 M rows): decode, split by destination coin bucket, select, split by
 //!   destination window, encode, write every new file, then ONE transaction inserts the new
 //!   catalog rows and deletes the old ones; the old files are deleted after the commit.
 //!
@@ -180,6 +181,116 @@ impl Group {
     }
 }
 
+/// Hot-tier readers of a transition, each on a connection of its own.
+const HOT_READERS: usize = 2;
+
+/// Reads every hot row older than `cut` of the coins of each bucket and sends them as groups
+/// of at most about [`GROUP_ROWS`] rows, in bucket order. [`HOT_READERS`] threads read the
+/// coins in turn, each on its own connection to `db`; this thread puts the coins back in order.
+fn read_hot_groups(
+    db: &std::path::Path,
+    recent: bool,
+    by_bucket: Vec<Vec<(String, i64)>>,
+    cut: i64,
+    tx: &std::sync::mpsc::SyncSender<Result<Group>>,
+) -> Result<()> {
+    let coins: Vec<(u32, String, i64)> = by_bucket
+        .into_iter()
+        .enumerate()
+        .flat_map(|(b, members)| members.into_iter().map(move |(k, id)| (b as u32, k, id)))
+        .collect();
+    let range = crate::hot::HotRange {
+        from: i64::MIN,
+        to: cut - 1,
+        newest_first: false,
+        limit: None,
+    };
+    std::thread::scope(|scope| -> Result<()> {
+        let mut readers = Vec::with_capacity(HOT_READERS);
+        for r in 0..HOT_READERS {
+            let (piece_tx, piece_rx) = std::sync::mpsc::sync_channel::<Result<Batch>>(16);
+            readers.push(piece_rx);
+            let (coins, range) = (&coins, &range);
+            scope.spawn(move || {
+                let conn = match rusqlite::Connection::open_with_flags(
+                    db,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                ) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = piece_tx.send(Err(anyhow::Error::from(e)
+                            .context(format!("opening {} to read the hot tier", db.display()))));
+                        return;
+                    }
+                };
+                for (_, key, id) in coins.iter().skip(r).step_by(HOT_READERS) {
+                    let mut piece = Batch::default();
+                    piece.coins.push(key.clone());
+                    let read = crate::hot::read_hot(&conn, recent, *id, range, &mut piece);
+                    let failed = read.is_err();
+                    // A closed channel: the transition stopped.
+                    if piece_tx.send(read.map(|()| piece)).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+        }
+        let mut group: Option<Group> = None;
+        for (i, (bucket, key, id)) in coins.iter().enumerate() {
+            let t = std::time::Instant::now();
+            let piece = readers[i % HOT_READERS]
+                .recv()
+                .context("a hot-tier reader stopped")??;
+            if group.as_ref().is_some_and(|g| g.bucket != *bucket)
+                && let Some(full) = group.take().filter(|g| !g.batch.is_empty())
+                && tx.send(Ok(full)).is_err()
+            {
+                return Ok(());
+            }
+            let g = group.get_or_insert_with(|| Group::new(*bucket));
+            g.read += t.elapsed();
+            if piece.is_empty() {
+                continue;
+            }
+            g.batch.coins.push(key.clone());
+            g.ids.push(*id);
+            let c = (g.batch.coins.len() - 1) as u32;
+            for r in 0..piece.len() {
+                g.batch.push(
+                    c,
+                    piece.ts[r],
+                    piece.price[r],
+                    piece.market_cap[r],
+                    piece.volume[r],
+                    piece.supply[r],
+                    piece.rank[r],
+                );
+            }
+            if g.batch.len() >= GROUP_ROWS
+                && let Some(full) = group.take()
+                && tx.send(Ok(full)).is_err()
+            {
+                return Ok(());
+            }
+        }
+        if let Some(last) = group.filter(|g| !g.batch.is_empty()) {
+            let _ = tx.send(Ok(last));
+        }
+        Ok(())
+    })
+}
+
+/// What a move from the hot tier has written so far, all committed at once at its end.
+#[derive(Default)]
+struct Moved {
+    written: Vec<Written>,
+    /// Store ids of the coins whose rows older than the cut move.
+    coins: Vec<i64>,
+    /// Next sequence number per destination (window, bucket) among `written`.
+    seqs: HashMap<(i64, u32), u32>,
+}
+
 /// A segment written to disk but not yet in the catalog.
 struct Written {
     info: SegmentInfo,
@@ -257,71 +368,67 @@ impl Store {
         for (k, &id) in coins {
             by_bucket[segment::coin_bucket(k, buckets) as usize].push((k.clone(), id));
         }
-        for (b, members) in by_bucket.iter().enumerate() {
-            let mut group = Group::new(b as u32);
-            for (key, id) in members {
-                group.batch.coins.push(key.clone());
-                let before = group.batch.len();
-                let t = std::time::Instant::now();
-                self.hot_read(*id, i64::MIN, cut - 1, false, None, &mut group.batch)?;
-                group.read += t.elapsed();
-                if group.batch.len() == before {
-                    group.batch.coins.pop();
-                    continue;
+        // A second connection reads the groups on its own thread while this one selects and
+        // writes the previous group: nothing changes the hot tables until the commit below.
+        let db = self.db_path();
+        let recent = self.recent_rows > 0;
+        let mut moved = Moved::default();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Group>>(1);
+        std::thread::scope(|scope| -> Result<()> {
+            scope.spawn(move || {
+                if let Err(e) = read_hot_groups(&db, recent, by_bucket, cut, &tx) {
+                    let _ = tx.send(Err(e));
                 }
-                group.ids.push(*id);
-                if group.batch.len() >= GROUP_ROWS {
-                    let full = std::mem::replace(&mut group, Group::new(b as u32));
-                    self.move_hot_group(dst, cut, full, dry_run, report)?;
-                }
+            });
+            for group in rx {
+                self.move_hot_group(dst, group?, dry_run, report, &mut moved)?;
             }
-            if !group.batch.is_empty() {
-                self.move_hot_group(dst, cut, group, dry_run, report)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Moves one group of hot rows (every row older than `cut` of its coins): writes its
-    /// segments, then in one transaction catalogs them and deletes the rows from the hot tier.
-    fn move_hot_group(
-        &mut self,
-        dst: &PlanTier,
-        cut: i64,
-        group: Group,
-        dry_run: bool,
-        report: &mut MoveReport,
-    ) -> Result<()> {
-        report.rows_read += group.batch.len() as u64;
-        let (ids, read, rows) = (group.ids.clone(), group.read, group.batch.len());
-        let t = std::time::Instant::now();
-        let written = self.select_and_write(dst, group, dry_run, report)?;
-        let written_in = t.elapsed();
-        if dry_run {
+            Ok(())
+        })?;
+        if dry_run || moved.coins.is_empty() {
             return Ok(());
         }
         let t = std::time::Instant::now();
         self.write_txn(|s| {
-            for w in &written {
+            for w in &moved.written {
                 s.commit_written(w)?;
             }
-            let mut del = s
-                .conn
-                .prepare_cached("DELETE FROM hot WHERE coin = ?1 AND ts < ?2")?;
-            for id in &ids {
-                del.execute(rusqlite::params![id, cut])?;
-            }
+            s.drop_hot_before(cut, &moved.coins, report.rows_read)?;
             s.latest.borrow_mut().clear();
             Ok(())
         })?;
         tracing::debug!(
+            rows = report.rows_read,
+            segments = moved.written.len(),
+            commit_ms = t.elapsed().as_secs_f64() * 1e3,
+            "committed the move of hot rows"
+        );
+        Ok(())
+    }
+
+    /// Selects and writes one group of hot rows (every row older than the cut of its coins);
+    /// its segments are committed with the rest of the move.
+    fn move_hot_group(
+        &mut self,
+        dst: &PlanTier,
+        group: Group,
+        dry_run: bool,
+        report: &mut MoveReport,
+        moved: &mut Moved,
+    ) -> Result<()> {
+        report.rows_read += group.batch.len() as u64;
+        let (read, rows) = (group.read, group.batch.len());
+        moved.coins.extend_from_slice(&group.ids);
+        let t = std::time::Instant::now();
+        let written = self.select_and_write(dst, group, dry_run, report, &mut moved.seqs)?;
+        tracing::debug!(
             rows,
             read_ms = read.as_secs_f64() * 1e3,
             segments = written.len(),
-            select_and_write_ms = written_in.as_secs_f64() * 1e3,
-            commit_ms = t.elapsed().as_secs_f64() * 1e3,
-            "moved a group of hot rows"
+            select_and_write_ms = t.elapsed().as_secs_f64() * 1e3,
+            "wrote a group of hot rows"
         );
+        moved.written.extend(written);
         Ok(())
     }
 
@@ -335,6 +442,7 @@ impl Store {
         group: Group,
         dry_run: bool,
         report: &mut MoveReport,
+        seqs: &mut HashMap<(i64, u32), u32>,
     ) -> Result<Vec<Written>> {
         let (policy, popts) = dst.retention.as_ref().expect("checked by Plan::load");
         let (codec, copts) = dst.codec.as_ref().expect("checked by Plan::load");
@@ -345,10 +453,12 @@ impl Store {
             .iter()
             .map(|&id| self.last_kept(&dst.def.name, id))
             .collect::<Result<_>>()?;
+        let t0 = std::time::Instant::now();
         let mut kept = match policy.select(&batch, &last, popts)? {
             Selection::Keep(idx) => batch.take(&idx),
             Selection::Rollup(b) => b,
         };
+        let t_select = t0.elapsed();
         report.rows_kept += kept.len() as u64;
         if dry_run || kept.is_empty() {
             return Ok(Vec::new());
@@ -392,11 +502,18 @@ impl Store {
                 .map(|(c, ts)| (id_of[piece.coins[c as usize].as_str()], ts))
                 .collect();
             last_kept.sort_unstable();
-            let seq = self.next_seq(&dst.def.name, window, bucket)?;
+            // The next free sequence number of (window, bucket), counting this move's segments
+            // that are written but not yet in the catalog.
+            let seq = match seqs.get(&(window, bucket)) {
+                Some(&s) => s,
+                None => self.next_seq(&dst.def.name, window, bucket)?,
+            };
+            seqs.insert((window, bucket), seq + 1);
             let rel =
                 segment::relative_path(&dst.def.name, window, bucket, seq, &codec.info.extension);
             pieces.push((window, seq, rel, piece, last_kept));
         }
+        let t_split = t0.elapsed();
         let (codec, dir): (&CodecPlugin, &std::path::Path) = (codec, &self.dir);
         let files = parallel_map(&pieces, |(_, _, rel, piece, _)| -> Result<(u64, String)> {
             let bytes = codec.encode(piece, copts)?;
@@ -411,6 +528,15 @@ impl Store {
                 crate::crash::point("segment-renamed");
             }
         }
+        tracing::debug!(
+            tier = %dst.def.name,
+            rows = batch.len(),
+            kept = pieces.iter().map(|p| p.3.len()).sum::<usize>(),
+            segments = pieces.len(),
+            select_ms = t_select.as_secs_f64() * 1e3,
+            encode_and_write_ms = (t0.elapsed() - t_split).as_secs_f64() * 1e3,
+            "selected and wrote"
+        );
         let options = serde_json::to_string(copts)?;
         let mut out = Vec::with_capacity(pieces.len());
         for ((window, seq, rel, piece, last_kept), file) in pieces.into_iter().zip(files) {
@@ -461,25 +587,25 @@ impl Store {
         dry_run: bool,
         report: &mut MoveReport,
     ) -> Result<()> {
-        let segs = self.segments_before(&src.def.name, cut)?;
-        let mut groups: Vec<Vec<SegmentInfo>> = Vec::new();
-        for s in segs {
-            let same_window = groups
-                .last()
-                .is_some_and(|g| g[0].window_start == s.window_start);
-            if same_window {
-                groups.last_mut().expect("checked").push(s);
-            } else {
-                groups.push(vec![s]);
-            }
-        }
+        let groups = chunk_by_destination(
+            self.segments_before(&src.def.name, cut)?,
+            dst.def.window,
+            GROUP_ROWS as u64,
+        );
         for group in groups {
-            // Decode the source window (on every core), later segments (higher seq) winning on
-            // equal keys.
+            // Decode the group's source windows (on every core), later segments (higher seq)
+            // winning on equal keys.
+            let t0 = std::time::Instant::now();
             let mut all = Batch::default();
             for b in self.read_segments(&group, &[])? {
                 all.extend_from(&b);
             }
+            tracing::debug!(
+                segments = group.len(),
+                rows = all.len(),
+                decode_ms = t0.elapsed().as_secs_f64() * 1e3,
+                "decoded source segments"
+            );
             report.rows_read += all.len() as u64;
             let mut by_bucket: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
             let bucket_of: Vec<u32> = all
@@ -512,11 +638,18 @@ impl Store {
                     ids,
                     read: std::time::Duration::ZERO,
                 };
-                written.extend(self.select_and_write(dst, group, dry_run, report)?);
+                written.extend(self.select_and_write(
+                    dst,
+                    group,
+                    dry_run,
+                    report,
+                    &mut HashMap::new(),
+                )?);
             }
             if dry_run {
                 continue;
             }
+            let t0 = std::time::Instant::now();
             self.write_txn(|s| {
                 for w in &written {
                     s.commit_written(w)?;
@@ -532,6 +665,10 @@ impl Store {
                 std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
             }
             crate::crash::point("old-files-deleted");
+            tracing::debug!(
+                commit_ms = t0.elapsed().as_secs_f64() * 1e3,
+                "committed a segment move"
+            );
         }
         Ok(())
     }
@@ -643,6 +780,37 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Ve
     done.into_iter().map(|(_, r)| r).collect()
 }
 
+/// Splits source segments (in catalog order: window, bucket, seq) into the groups a segment
+/// move reads at once: whole source windows, consecutive ones together while they start in the
+/// same destination window and hold at most `max_rows` rows (a single larger window is a group
+/// of its own). So twelve 30-day windows moving to a 365-day tier make one destination segment
+/// per coin bucket, not twelve, and a rule sees a coin's rows of the whole span at once.
+fn chunk_by_destination(
+    segments: Vec<SegmentInfo>,
+    dst_window: i64,
+    max_rows: u64,
+) -> Vec<Vec<SegmentInfo>> {
+    let mut groups: Vec<Vec<SegmentInfo>> = Vec::new();
+    let mut rows = 0u64;
+    for s in segments {
+        let joins = groups.last().is_some_and(|g| {
+            let last = g.last().expect("groups are not empty");
+            last.window_start == s.window_start
+                || (segment::window_start(last.window_start, dst_window)
+                    == segment::window_start(s.window_start, dst_window)
+                    && rows + s.rows <= max_rows)
+        });
+        if joins {
+            rows += s.rows;
+            groups.last_mut().expect("checked").push(s);
+        } else {
+            rows = s.rows;
+            groups.push(vec![s]);
+        }
+    }
+    groups
+}
+
 /// Drops all but the last row of each run of equal (coin, ts) in a sorted batch.
 fn dedup_sorted(b: &mut Batch) {
     let n = b.len();
@@ -677,4 +845,53 @@ pub fn tiers_from_policy(policy: &crate::policy::Policy) -> Vec<TierDef> {
             coin_buckets: t.segment.coin_buckets,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(window_start: i64, bucket: u32, rows: u64) -> SegmentInfo {
+        SegmentInfo {
+            window_start,
+            bucket,
+            rows,
+            ..SegmentInfo::default()
+        }
+    }
+
+    fn shape(groups: &[Vec<SegmentInfo>]) -> Vec<Vec<(i64, u32)>> {
+        groups
+            .iter()
+            .map(|g| g.iter().map(|s| (s.window_start, s.bucket)).collect())
+            .collect()
+    }
+
+    #[test]
+    fn source_windows_group_by_destination_window_and_size() {
+        // Source windows of 10 starting at 0..50, two buckets each; destination windows of 30.
+        let segs: Vec<SegmentInfo> = (0..5)
+            .flat_map(|w| [seg(w * 10, 0, 4), seg(w * 10, 1, 4)])
+            .collect();
+        let g = chunk_by_destination(segs.clone(), 30, 100);
+        assert_eq!(
+            shape(&g),
+            [
+                vec![(0, 0), (0, 1), (10, 0), (10, 1), (20, 0), (20, 1)],
+                vec![(30, 0), (30, 1), (40, 0), (40, 1)],
+            ]
+        );
+        // A row cap splits between windows, never inside one.
+        let g = chunk_by_destination(segs, 30, 16);
+        assert_eq!(
+            shape(&g),
+            [
+                vec![(0, 0), (0, 1), (10, 0), (10, 1)],
+                vec![(20, 0), (20, 1)],
+                vec![(30, 0), (30, 1), (40, 0), (40, 1)],
+            ]
+        );
+        let g = chunk_by_destination(vec![seg(0, 0, 50), seg(0, 1, 50)], 30, 10);
+        assert_eq!(shape(&g), [vec![(0, 0), (0, 1)]]);
+    }
 }

@@ -249,8 +249,12 @@ impl Batch {
     /// True when rows are sorted by (coin id, ts), ties allowed.
     pub fn is_sorted_by_coin_ts(&self) -> bool {
         (1..self.len()).all(|i| {
-            let (a, b) = (self.row(i - 1), self.row(i));
-            (a.coin, a.ts) <= (b.coin, b.ts)
+            let (a, b) = (self.coin_index[i - 1], self.coin_index[i]);
+            if a == b {
+                self.ts[i - 1] <= self.ts[i]
+            } else {
+                self.coins[a as usize] < self.coins[b as usize]
+            }
         })
     }
 
