@@ -181,6 +181,8 @@ fn hot_figures(
             prototype: Some(157_648.0),
             scale: format!("{} rows from {}", rep.rows, csv.display()),
         });
+        drop(s);
+        std::fs::remove_dir_all(root.join("coingecko"))?;
     }
 
     // 2. Hourly batches into a hot tier holding `hot_days` days.
@@ -246,6 +248,9 @@ fn hot_figures(
             pct(&mut cold, 0.5).as_secs_f64() * 1e6
         ),
     });
+    // Removed now, so that writing back its pages does not slow the figures that follow.
+    drop(store);
+    std::fs::remove_dir_all(root.join("hot"))?;
     Ok(())
 }
 
