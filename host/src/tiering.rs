@@ -257,18 +257,16 @@ fn read_hot_groups(
             }
             g.batch.coins.push(key.clone());
             g.ids.push(*id);
+            // The piece holds one coin: append its columns whole.
             let c = (g.batch.coins.len() - 1) as u32;
-            for r in 0..piece.len() {
-                g.batch.push(
-                    c,
-                    piece.ts[r],
-                    piece.price[r],
-                    piece.market_cap[r],
-                    piece.volume[r],
-                    piece.supply[r],
-                    piece.rank[r],
-                );
-            }
+            let b = &mut g.batch;
+            b.coin_index.resize(b.coin_index.len() + piece.len(), c);
+            b.ts.extend_from_slice(&piece.ts);
+            b.price.extend_from_slice(&piece.price);
+            b.market_cap.extend_from_slice(&piece.market_cap);
+            b.volume.extend_from_slice(&piece.volume);
+            b.supply.extend_from_slice(&piece.supply);
+            b.rank.extend_from_slice(&piece.rank);
             if g.batch.len() >= GROUP_ROWS
                 && let Some(full) = group.take()
                 && tx.send(Ok(full)).is_err()
