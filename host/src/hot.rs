@@ -409,6 +409,27 @@ pub(crate) fn read_hot(
         .len()
         .checked_sub(1)
         .context("hot_read needs the coin in the output's dictionary")? as u32;
+    if !recent {
+        // Only `hot`: its rows go straight to `out` (a transition reads millions this way).
+        let mut st = conn.prepare_cached(if newest_first {
+            sql_read!("hot", "DESC")
+        } else {
+            sql_read!("hot", "ASC")
+        })?;
+        let mut rows = st.query(rusqlite::params![id, from, to, lim])?;
+        while let Some(r) = rows.next()? {
+            out.push(
+                coin,
+                r.get(0)?,
+                float_from(r.get_ref(1)?)?,
+                float_from(r.get_ref(2)?)?,
+                float_from(r.get_ref(3)?)?,
+                float_from(r.get_ref(4)?)?,
+                r.get(5)?,
+            );
+        }
+        return Ok(());
+    }
     let read = |recent: bool| -> Result<Vec<(i64, [f64; 4], u32)>> {
         let sql = match (recent, newest_first) {
             (false, false) => sql_read!("hot", "ASC"),
@@ -434,7 +455,7 @@ pub(crate) fn read_hot(
         Ok(v)
     };
     let main = read(false)?;
-    let recent = if recent { read(true)? } else { Vec::new() };
+    let recent = read(true)?;
     // Merge the two sorted lists; on equal ts the recent copy wins.
     let (mut a, mut b) = (main.into_iter().peekable(), recent.into_iter().peekable());
     let before = |x: i64, y: i64| if newest_first { x > y } else { x < y };

@@ -106,6 +106,10 @@ pub struct StoreOptions {
     /// capped by SQLite at 2 GB). Reads of a hot tier bigger than the page cache then cost no
     /// system call, but the mapped pages count towards the process's resident memory.
     pub mmap_bytes: u64,
+    /// Hot rows a tier transition reads and hands to the retention rule at once (whole coins,
+    /// so a group may hold more). Smaller groups start the pipeline sooner; the survivors of a
+    /// coin bucket are gathered before they are written, so this does not change segments.
+    pub transition_read_rows: usize,
 }
 
 impl Default for StoreOptions {
@@ -114,6 +118,7 @@ impl Default for StoreOptions {
             hot_merge_rows: 24 * 13_600,
             cache_mib: 256,
             mmap_bytes: 0,
+            transition_read_rows: 1 << 18,
         }
     }
 }

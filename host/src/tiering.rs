@@ -157,8 +157,9 @@ pub struct MoveReport {
     pub bytes_written: u64,
 }
 
-/// Rows read from the source tier before they are selected and written: bounds memory when a
-/// coin bucket holds more (a large bulk import); its rows then go to more than one segment.
+/// Survivors of a coin bucket held before they are written, and rows of source segments read
+/// at once: bounds memory when a bucket holds more (a large bulk import); its rows then go to
+/// more than one segment per window.
 const GROUP_ROWS: usize = 1 << 21;
 
 /// One group of a transition: rows of coins of one destination coin bucket, sorted by
@@ -187,13 +188,14 @@ impl Group {
 const HOT_READERS: usize = 2;
 
 /// Reads every hot row older than `cut` of the coins of each bucket and sends them as groups
-/// of at most about [`GROUP_ROWS`] rows, in bucket order. [`HOT_READERS`] threads read the
+/// of about `read_rows` rows (whole coins), in bucket order. [`HOT_READERS`] threads read the
 /// coins in turn, each on its own connection to `db`; this thread puts the coins back in order.
 fn read_hot_groups(
     db: &std::path::Path,
     recent: bool,
     by_bucket: Vec<Vec<(String, i64)>>,
     cut: i64,
+    read_rows: usize,
     tx: &std::sync::mpsc::SyncSender<Result<Group>>,
 ) -> Result<()> {
     let coins: Vec<(u32, String, i64)> = by_bucket
@@ -250,7 +252,13 @@ fn read_hot_groups(
             {
                 return Ok(());
             }
-            let g = group.get_or_insert_with(|| Group::new(*bucket));
+            let g = group.get_or_insert_with(|| {
+                let mut g = Group::new(*bucket);
+                // Room for a full group up front: no copying as it grows (pages not written
+                // are never touched).
+                g.batch = Batch::with_capacity(read_rows + read_rows / 8);
+                g
+            });
             g.read += t.elapsed();
             if piece.is_empty() {
                 continue;
@@ -267,7 +275,7 @@ fn read_hot_groups(
             b.volume.extend_from_slice(&piece.volume);
             b.supply.extend_from_slice(&piece.supply);
             b.rank.extend_from_slice(&piece.rank);
-            if g.batch.len() >= GROUP_ROWS
+            if g.batch.len() >= read_rows
                 && let Some(full) = group.take()
                 && tx.send(Ok(full)).is_err()
             {
@@ -289,6 +297,24 @@ struct Moved {
     coins: Vec<i64>,
     /// Next sequence number per destination (window, bucket) among `written`.
     seqs: HashMap<(i64, u32), u32>,
+    /// Survivors of the current coin bucket, not yet written.
+    selected: Option<Selected>,
+}
+
+/// What a retention rule kept of a group (or of several groups of one coin bucket).
+struct Selected {
+    bucket: u32,
+    kept: Batch,
+    /// Store id of every coin of the input.
+    id_of: HashMap<String, i64>,
+}
+
+impl Selected {
+    /// Appends `other`'s survivors (coins later in key order, so the result stays sorted).
+    fn append(&mut self, other: Selected) {
+        self.kept.extend_from(&other.kept);
+        self.id_of.extend(other.id_of);
+    }
 }
 
 /// A segment written to disk but not yet in the catalog.
@@ -372,11 +398,12 @@ impl Store {
         // writes the previous group: nothing changes the hot tables until the commit below.
         let db = self.db_path();
         let recent = self.recent_rows > 0;
+        let read_rows = self.options.transition_read_rows.max(1);
         let mut moved = Moved::default();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Group>>(1);
         std::thread::scope(|scope| -> Result<()> {
             scope.spawn(move || {
-                if let Err(e) = read_hot_groups(&db, recent, by_bucket, cut, &tx) {
+                if let Err(e) = read_hot_groups(&db, recent, by_bucket, cut, read_rows, &tx) {
                     let _ = tx.send(Err(e));
                 }
             });
@@ -385,6 +412,10 @@ impl Store {
             }
             Ok(())
         })?;
+        if let Some(last) = moved.selected.take() {
+            let written = self.write_selected(dst, last, report, &mut moved.seqs)?;
+            moved.written.extend(written);
+        }
         if dry_run || moved.coins.is_empty() {
             return Ok(());
         }
@@ -420,22 +451,38 @@ impl Store {
         let (read, rows) = (group.read, group.batch.len());
         moved.coins.extend_from_slice(&group.ids);
         let t = std::time::Instant::now();
-        let written = self.select_and_write(dst, group, dry_run, report, &mut moved.seqs)?;
+        let sel = self.select(dst, group, report)?;
+        if dry_run {
+            return Ok(());
+        }
+        // Survivors of one coin bucket gather (up to GROUP_ROWS) before they are written, so
+        // a bucket's segments are as large as its survivors, however its rows were read.
+        let mut written = Vec::new();
+        match &mut moved.selected {
+            Some(acc)
+                if acc.bucket == sel.bucket && acc.kept.len() + sel.kept.len() <= GROUP_ROWS =>
+            {
+                acc.append(sel);
+            }
+            acc => {
+                if let Some(full) = acc.replace(sel) {
+                    written = self.write_selected(dst, full, report, &mut moved.seqs)?;
+                }
+            }
+        }
         tracing::debug!(
             rows,
             read_ms = read.as_secs_f64() * 1e3,
             segments = written.len(),
             select_and_write_ms = t.elapsed().as_secs_f64() * 1e3,
-            "wrote a group of hot rows"
+            "moved a group of hot rows"
         );
         moved.written.extend(written);
         Ok(())
     }
 
-    /// Runs the destination's retention on a group, then, unless `dry_run`, encodes the
-    /// survivors as one segment per destination window and writes them durably (not yet in
-    /// the catalog). The retention rule sees each coin's rows of the group at once, so a
-    /// sampling or rollup bucket that straddles two windows is still decided once.
+    /// Runs the destination's retention on a group, then, unless `dry_run`, writes the
+    /// survivors ([`Store::write_selected`]).
     fn select_and_write(
         &self,
         dst: &PlanTier,
@@ -444,8 +491,17 @@ impl Store {
         report: &mut MoveReport,
         seqs: &mut HashMap<(i64, u32), u32>,
     ) -> Result<Vec<Written>> {
+        let sel = self.select(dst, group, report)?;
+        if dry_run {
+            return Ok(Vec::new());
+        }
+        self.write_selected(dst, sel, report, seqs)
+    }
+
+    /// Runs the destination's retention on a group. The rule sees each coin's rows of the
+    /// group at once, so a sampling or rollup bucket that straddles two windows is decided once.
+    fn select(&self, dst: &PlanTier, group: Group, report: &mut MoveReport) -> Result<Selected> {
         let (policy, popts) = dst.retention.as_ref().expect("checked by Plan::load");
-        let (codec, copts) = dst.codec.as_ref().expect("checked by Plan::load");
         let Group {
             bucket, batch, ids, ..
         } = group;
@@ -453,28 +509,53 @@ impl Store {
             .iter()
             .map(|&id| self.last_kept(&dst.def.name, id))
             .collect::<Result<_>>()?;
-        let t0 = std::time::Instant::now();
-        let mut kept = match policy.select(&batch, &last, popts)? {
+        let t = std::time::Instant::now();
+        let kept = match policy.select(&batch, &last, popts)? {
             Selection::Keep(idx) => batch.take(&idx),
             Selection::Rollup(b) => b,
         };
-        let t_select = t0.elapsed();
+        tracing::debug!(
+            tier = %dst.def.name,
+            rows = batch.len(),
+            kept = kept.len(),
+            select_ms = t.elapsed().as_secs_f64() * 1e3,
+            "selected"
+        );
         report.rows_kept += kept.len() as u64;
-        if dry_run || kept.is_empty() {
-            return Ok(Vec::new());
-        }
-        if !kept.is_sorted_by_coin_ts() {
-            kept = kept.sorted();
-        }
         // Ids of the kept coins (the dictionary of `take`/rollup may differ from the input's).
-        let id_of: HashMap<&str, i64> = batch
-            .coins
-            .iter()
-            .map(String::as_str)
-            .zip(ids.iter().copied())
-            .collect();
+        let id_of: HashMap<String, i64> = batch.coins.into_iter().zip(ids).collect();
         if let Some(key) = kept.coins.iter().find(|k| !id_of.contains_key(k.as_str())) {
             bail!("retention returned coin `{key}`, not in its input");
+        }
+        Ok(Selected {
+            bucket,
+            kept,
+            id_of,
+        })
+    }
+
+    /// Encodes the survivors of one destination coin bucket as one segment per destination
+    /// window and writes them durably (not yet in the catalog); `seqs` counts this move's
+    /// segments not yet in the catalog.
+    fn write_selected(
+        &self,
+        dst: &PlanTier,
+        sel: Selected,
+        report: &mut MoveReport,
+        seqs: &mut HashMap<(i64, u32), u32>,
+    ) -> Result<Vec<Written>> {
+        let (codec, copts) = dst.codec.as_ref().expect("checked by Plan::load");
+        let Selected {
+            bucket,
+            mut kept,
+            id_of,
+        } = sel;
+        if kept.is_empty() {
+            return Ok(Vec::new());
+        }
+        let t0 = std::time::Instant::now();
+        if !kept.is_sorted_by_coin_ts() {
+            kept = kept.sorted();
         }
         let mut windows: std::collections::BTreeMap<i64, Vec<u32>> = Default::default();
         for (r, &ts) in kept.ts.iter().enumerate() {
@@ -499,7 +580,7 @@ impl Store {
             }
             let mut last_kept: Vec<(i64, i64)> = newest
                 .into_iter()
-                .map(|(c, ts)| (id_of[piece.coins[c as usize].as_str()], ts))
+                .map(|(c, ts)| (id_of[&piece.coins[c as usize]], ts))
                 .collect();
             last_kept.sort_unstable();
             // The next free sequence number of (window, bucket), counting this move's segments
@@ -513,7 +594,6 @@ impl Store {
                 segment::relative_path(&dst.def.name, window, bucket, seq, &codec.info.extension);
             pieces.push((window, seq, rel, piece, last_kept));
         }
-        let t_split = t0.elapsed();
         let (codec, dir): (&CodecPlugin, &std::path::Path) = (codec, &self.dir);
         let files = parallel_map(&pieces, |(_, _, rel, piece, _)| -> Result<(u64, String)> {
             let bytes = codec.encode(piece, copts)?;
@@ -530,12 +610,10 @@ impl Store {
         }
         tracing::debug!(
             tier = %dst.def.name,
-            rows = batch.len(),
-            kept = pieces.iter().map(|p| p.3.len()).sum::<usize>(),
+            rows = pieces.iter().map(|p| p.3.len()).sum::<usize>(),
             segments = pieces.len(),
-            select_ms = t_select.as_secs_f64() * 1e3,
-            encode_and_write_ms = (t0.elapsed() - t_split).as_secs_f64() * 1e3,
-            "selected and wrote"
+            encode_and_write_ms = t0.elapsed().as_secs_f64() * 1e3,
+            "wrote"
         );
         let options = serde_json::to_string(copts)?;
         let mut out = Vec::with_capacity(pieces.len());

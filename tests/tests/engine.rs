@@ -4,7 +4,8 @@
 //!
 //! The policy: hot 30 days; warm 120 days, daily samples, 30-day segments in 4 coin buckets;
 //! cold 300 days, weekly samples (ISO weeks), 90-day segments in 2 buckets; archive forever,
-//! monthly samples, 365-day segments, 1 bucket. Every colder tier uses `jsonl-gzip`.
+//! monthly samples, 365-day segments, 1 bucket. Every colder tier uses `jsonl-gzip`. Hot rows
+//! are read for a transition in groups of ~5,000 rows, so each bucket takes several groups.
 //! `STRATA_E2E_COINS` / `STRATA_E2E_DAYS` change the scale.
 
 use std::collections::BTreeMap;
@@ -325,7 +326,13 @@ fn ingest_tier_query_against_model() {
     let tiers = tiers();
     let plan = plan();
     let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path()).unwrap();
+    // Small transition read groups: every coin bucket is read and selected in several groups
+    // whose survivors gather before they are written.
+    let options = strata::store::StoreOptions {
+        transition_read_rows: 5_000,
+        ..Default::default()
+    };
+    let mut store = Store::open_with(dir.path(), options).unwrap();
     store.set_runtime(runtime().clone());
     let mut model = Model {
         coins: meta.iter().map(|m| m.id.clone()).collect(),

@@ -559,10 +559,10 @@ pub fn read_code(sym: u8, bits: &mut BitReader<'_>) -> u64 {
     u64::from(shape >> 6) << low | bits.read(low)
 }
 
-/// `c * log2(c)` for small counts, so that estimating a block costs no logarithms.
-fn c_log2_c(c: u32) -> f64 {
+/// `c * log2(c)` for counts up to 1024, so that estimating a block costs no logarithms.
+fn c_log2_c_table() -> &'static [f64] {
     static TABLE: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
-    let t = TABLE.get_or_init(|| {
+    TABLE.get_or_init(|| {
         (0..=1024u32)
             .map(|c| {
                 if c == 0 {
@@ -572,8 +572,13 @@ fn c_log2_c(c: u32) -> f64 {
                 }
             })
             .collect()
-    });
-    match t.get(c as usize) {
+    })
+}
+
+/// `c * log2(c)`, from `table` when it holds `c`.
+#[inline]
+fn c_log2_c(table: &[f64], c: u32) -> f64 {
+    match table.get(c as usize) {
         Some(&v) => v,
         None => f64::from(c) * f64::from(c).log2(),
     }
@@ -581,10 +586,17 @@ fn c_log2_c(c: u32) -> f64 {
 
 /// Estimated size in bits of a value stream: its raw bits plus the order-0 entropy of its
 /// symbols (`n log2 n - sum c log2 c`). Used to pick an encoding per column per block without
-/// coding each candidate.
+/// coding each candidate. Unused symbols add exactly 0.0 to the sum, so they are skipped
+/// (histograms of a block are sparse).
 pub fn estimate_bits(hist: &[u32; NSYM], raw_bits: u64) -> f64 {
+    let table = c_log2_c_table();
     let n: u32 = hist.iter().sum();
-    let ent = c_log2_c(n) - hist.iter().map(|&c| c_log2_c(c)).sum::<f64>();
+    let used: f64 = hist
+        .iter()
+        .filter(|&&c| c != 0)
+        .map(|&c| c_log2_c(table, c))
+        .sum();
+    let ent = c_log2_c(table, n) - used;
     raw_bits as f64 + ent.max(0.0)
 }
 
