@@ -5,15 +5,15 @@
 //! (moved to a bucket start of the destination's retention rule when it rolls up, so a bucket
 //! is never aggregated from a partial window):
 //!
-//! - **hot → next**: per destination coin bucket, a group of hot rows with `ts < cut` (every
-//!   such row of its coins; at most 2 M rows), sorted by (coin, ts), read by
-//!   `HOT_READERS` threads on connections of their own while this thread works on the
-//!   previous group. The destination's retention plugin picks the survivors of the whole group
-//!   given the destination's `last_kept` per coin; they are split by destination window and
-//!   each piece is encoded and written durably ([`segment::write_renamed`], then one directory
-//!   fsync) on every core. When every group is written, ONE SQLite transaction inserts all the
-//!   catalog rows, raises `last_kept` and removes the moved hot rows
-//!   (`Store::drop_hot_before`).
+//! - **hot → next**: per destination coin bucket, the hot rows with `ts < cut` of its coins,
+//!   sorted by (coin, ts), in read groups of whole coins (`StoreOptions::transition_read_rows`)
+//!   read by `HOT_READERS` threads on connections of their own while this thread selects the
+//!   previous group. The destination's retention plugin picks the survivors of each group given
+//!   the destination's `last_kept` per coin; a bucket's survivors gather (up to 2 M rows), are
+//!   split by destination window and each piece is encoded and written durably
+//!   ([`segment::write_renamed`], then one directory fsync) on every core. When every bucket is
+//!   written, ONE SQLite transaction inserts all the catalog rows, raises `last_kept` and
+//!   removes the moved hot rows (`Store::drop_hot_before`).
 //! - **segments → next**: source segments *wholly* older than the cut (`max_ts < cut`; a
 //!   segment straddling the cut waits for a later run, so segments are never split), a group
 //!   of whole source windows at a time (consecutive windows starting in the same destination
