@@ -10,7 +10,7 @@ use anyhow::Result;
 use serde::Serialize;
 use strata_plugin_sdk::Batch;
 
-use crate::generate::{GenConfig, Generator, append_same_dict};
+use crate::generate::{GenConfig, Generator};
 use crate::ingest::Mode;
 use crate::plugin::Runtime;
 use crate::policy::all_columnar_policy;
@@ -105,7 +105,7 @@ fn hourly_history(coins: usize, days: usize, seed: u64) -> (Batch, Generator) {
     all.coins = g.coin_meta().into_iter().map(|m| m.id).collect();
     for _ in 0..days * 24 {
         let b = g.next_batch().expect("enough steps");
-        append_same_dict(&mut all, &b);
+        all.append_rows(&b);
     }
     (all, g)
 }

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use strata_plugin_sdk::Batch;
 
 use crate::compare::{self, CompareOptions, Figures};
-use crate::generate::{GenConfig, Generator, append_same_dict};
+use crate::generate::{GenConfig, Generator};
 use crate::plugin::Runtime;
 use crate::policy;
 use crate::store::Store;
@@ -175,7 +175,7 @@ pub fn run(
         newest = generator
             .next_batch_at(ts)
             .expect("one batch per scheduled step");
-        append_same_dict(&mut chunk, &newest);
+        chunk.append_rows(&newest);
         generate_secs += t.elapsed().as_secs_f64();
         rows_generated += newest.len() as u64;
         progress(Event::Advance(newest.len() as u64));

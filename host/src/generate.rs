@@ -218,22 +218,10 @@ impl Generator {
         let mut out = Batch::with_capacity(self.cfg.coins * self.cfg.steps);
         out.coins = self.ids.clone();
         while let Some(b) = self.next_batch() {
-            append_same_dict(&mut out, &b);
+            out.append_rows(&b);
         }
         out
     }
-}
-
-/// Appends `b` to `out` when both use the same dictionary.
-pub(crate) fn append_same_dict(out: &mut Batch, b: &Batch) {
-    debug_assert_eq!(out.coins, b.coins);
-    out.coin_index.extend_from_slice(&b.coin_index);
-    out.ts.extend_from_slice(&b.ts);
-    out.price.extend_from_slice(&b.price);
-    out.market_cap.extend_from_slice(&b.market_cap);
-    out.volume.extend_from_slice(&b.volume);
-    out.supply.extend_from_slice(&b.supply);
-    out.rank.extend_from_slice(&b.rank);
 }
 
 /// Writes `batch` as canonical CSV (`coin,ts,price,market_cap,volume,supply,rank`; empty =

@@ -380,6 +380,20 @@ impl Store {
     }
 }
 
+/// One row of a `sql_read!` query.
+fn hot_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HotRow> {
+    Ok((
+        r.get(0)?,
+        [
+            float_from(r.get_ref(1)?)?,
+            float_from(r.get_ref(2)?)?,
+            float_from(r.get_ref(3)?)?,
+            float_from(r.get_ref(4)?)?,
+        ],
+        r.get(5)?,
+    ))
+}
+
 /// Which hot rows of a coin [`read_hot`] reads.
 pub(crate) struct HotRange {
     pub from: i64,
@@ -418,19 +432,12 @@ pub(crate) fn read_hot(
         })?;
         let mut rows = st.query(rusqlite::params![id, from, to, lim])?;
         while let Some(r) = rows.next()? {
-            out.push(
-                coin,
-                r.get(0)?,
-                float_from(r.get_ref(1)?)?,
-                float_from(r.get_ref(2)?)?,
-                float_from(r.get_ref(3)?)?,
-                float_from(r.get_ref(4)?)?,
-                r.get(5)?,
-            );
+            let (ts, f, rank) = hot_row(r)?;
+            out.push(coin, ts, f[0], f[1], f[2], f[3], rank);
         }
         return Ok(());
     }
-    let read = |recent: bool| -> Result<Vec<(i64, [f64; 4], u32)>> {
+    let read = |recent: bool| -> Result<Vec<HotRow>> {
         let sql = match (recent, newest_first) {
             (false, false) => sql_read!("hot", "ASC"),
             (false, true) => sql_read!("hot", "DESC"),
@@ -441,16 +448,7 @@ pub(crate) fn read_hot(
         let mut rows = st.query(rusqlite::params![id, from, to, lim])?;
         let mut v = Vec::with_capacity(limit.unwrap_or(16).min(4096));
         while let Some(r) = rows.next()? {
-            v.push((
-                r.get(0)?,
-                [
-                    float_from(r.get_ref(1)?)?,
-                    float_from(r.get_ref(2)?)?,
-                    float_from(r.get_ref(3)?)?,
-                    float_from(r.get_ref(4)?)?,
-                ],
-                r.get(5)?,
-            ));
+            v.push(hot_row(r)?);
         }
         Ok(v)
     };

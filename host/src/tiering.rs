@@ -243,7 +243,7 @@ fn read_hot_groups(
         let mut group: Option<Group> = None;
         for (i, (bucket, key, id)) in coins.iter().enumerate() {
             let t = std::time::Instant::now();
-            let piece = readers[i % HOT_READERS]
+            let mut piece = readers[i % HOT_READERS]
                 .recv()
                 .context("a hot-tier reader stopped")??;
             if group.as_ref().is_some_and(|g| g.bucket != *bucket)
@@ -265,16 +265,9 @@ fn read_hot_groups(
             }
             g.batch.coins.push(key.clone());
             g.ids.push(*id);
-            // The piece holds one coin: append its columns whole.
-            let c = (g.batch.coins.len() - 1) as u32;
-            let b = &mut g.batch;
-            b.coin_index.resize(b.coin_index.len() + piece.len(), c);
-            b.ts.extend_from_slice(&piece.ts);
-            b.price.extend_from_slice(&piece.price);
-            b.market_cap.extend_from_slice(&piece.market_cap);
-            b.volume.extend_from_slice(&piece.volume);
-            b.supply.extend_from_slice(&piece.supply);
-            b.rank.extend_from_slice(&piece.rank);
+            // The piece holds one coin: point its rows at the group's entry, append them whole.
+            piece.coin_index.fill((g.batch.coins.len() - 1) as u32);
+            g.batch.append_rows(&piece);
             if g.batch.len() >= read_rows
                 && let Some(full) = group.take()
                 && tx.send(Ok(full)).is_err()
