@@ -380,6 +380,16 @@ impl Store {
     }
 }
 
+/// The `sql_read!` query of `hot_recent` (or `hot`), newest rows first (or oldest).
+fn read_sql(recent: bool, newest_first: bool) -> &'static str {
+    match (recent, newest_first) {
+        (false, false) => sql_read!("hot", "ASC"),
+        (false, true) => sql_read!("hot", "DESC"),
+        (true, false) => sql_read!("hot_recent", "ASC"),
+        (true, true) => sql_read!("hot_recent", "DESC"),
+    }
+}
+
 /// One row of a `sql_read!` query.
 fn hot_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HotRow> {
     Ok((
@@ -425,11 +435,7 @@ pub(crate) fn read_hot(
         .context("hot_read needs the coin in the output's dictionary")? as u32;
     if !recent {
         // Only `hot`: its rows go straight to `out` (a transition reads millions this way).
-        let mut st = conn.prepare_cached(if newest_first {
-            sql_read!("hot", "DESC")
-        } else {
-            sql_read!("hot", "ASC")
-        })?;
+        let mut st = conn.prepare_cached(read_sql(false, newest_first))?;
         let mut rows = st.query(rusqlite::params![id, from, to, lim])?;
         while let Some(r) = rows.next()? {
             let (ts, f, rank) = hot_row(r)?;
@@ -438,13 +444,7 @@ pub(crate) fn read_hot(
         return Ok(());
     }
     let read = |recent: bool| -> Result<Vec<HotRow>> {
-        let sql = match (recent, newest_first) {
-            (false, false) => sql_read!("hot", "ASC"),
-            (false, true) => sql_read!("hot", "DESC"),
-            (true, false) => sql_read!("hot_recent", "ASC"),
-            (true, true) => sql_read!("hot_recent", "DESC"),
-        };
-        let mut st = conn.prepare_cached(sql)?;
+        let mut st = conn.prepare_cached(read_sql(recent, newest_first))?;
         let mut rows = st.query(rusqlite::params![id, from, to, lim])?;
         let mut v = Vec::with_capacity(limit.unwrap_or(16).min(4096));
         while let Some(r) = rows.next()? {

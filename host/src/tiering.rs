@@ -387,8 +387,9 @@ impl Store {
         for (k, &id) in coins {
             by_bucket[segment::coin_bucket(k, buckets) as usize].push((k.clone(), id));
         }
-        // A second connection reads the groups on its own thread while this one selects and
-        // writes the previous group: nothing changes the hot tables until the commit below.
+        // Reader threads with connections of their own read the groups while this thread
+        // selects and writes the previous one: nothing changes the hot tables until the
+        // commit below.
         let db = self.db_path();
         let recent = self.recent_rows > 0;
         let read_rows = self.options.transition_read_rows.max(1);
