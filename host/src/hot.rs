@@ -15,7 +15,8 @@
 //! ingesting the same data twice changes nothing. A `(coin, ts)` in `hot_recent` is always newer
 //! than the same key in `hot`. A batch with at most [`RECENT_MAX_TIMES`] distinct timestamps is
 //! a collection batch and goes to `hot_recent`; anything larger is a bulk import into `hot`.
-//! NaN payloads are canonicalised (NaN is stored as SQL NULL).
+//! NaN payloads are canonicalised. A row's values are stored packed in one blob column, `vals`
+//! ([`pack_values`]): SQLite reads one column far faster than five.
 
 use anyhow::{Context, Result, bail};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
@@ -113,39 +114,54 @@ pub struct IngestStats {
     pub merged: bool,
 }
 
-pub(crate) fn float_sql(v: f64) -> ToSqlOutput<'static> {
-    if v.is_nan() {
-        ToSqlOutput::Owned(Value::Null)
-    } else {
-        ToSqlOutput::Owned(Value::Real(v))
+/// Bytes of a packed hot row's values (`vals`).
+pub(crate) const VALS_LEN: usize = 36;
+
+/// A row's values as the hot tables store them (`vals`): price, market cap, volume and supply
+/// as f64, then rank as u32, all little-endian. NaN is written as the canonical NaN, so every
+/// value reads back bit for bit, -0.0 and NaN alike.
+pub(crate) fn pack_values(values: [f64; 4], rank: u32) -> [u8; VALS_LEN] {
+    let mut out = [0u8; VALS_LEN];
+    for (k, v) in values.into_iter().enumerate() {
+        let v = if v.is_nan() { f64::NAN } else { v };
+        out[8 * k..8 * k + 8].copy_from_slice(&v.to_le_bytes());
     }
+    out[32..].copy_from_slice(&rank.to_le_bytes());
+    out
 }
 
-pub(crate) fn float_from(v: ValueRef<'_>) -> rusqlite::Result<f64> {
-    match v {
-        ValueRef::Null => Ok(f64::NAN),
-        ValueRef::Real(f) => Ok(f),
-        ValueRef::Integer(i) => Ok(i as f64),
-        other => Err(rusqlite::Error::InvalidColumnType(
-            0,
-            "float".into(),
-            other.data_type(),
-        )),
-    }
+/// The values and rank of a `vals` blob.
+fn unpack_values(v: ValueRef<'_>) -> rusqlite::Result<([f64; 4], u32)> {
+    let bytes: &[u8; VALS_LEN] = match v {
+        ValueRef::Blob(b) => b.try_into().map_err(|_| {
+            rusqlite::Error::FromSqlConversionFailure(
+                1,
+                rusqlite::types::Type::Blob,
+                format!("hot row values are {} bytes, not {VALS_LEN}", b.len()).into(),
+            )
+        })?,
+        other => {
+            return Err(rusqlite::Error::InvalidColumnType(
+                1,
+                "vals".into(),
+                other.data_type(),
+            ));
+        }
+    };
+    let f = |k: usize| f64::from_le_bytes(bytes[8 * k..8 * k + 8].try_into().expect("8 bytes"));
+    let rank = u32::from_le_bytes(bytes[32..].try_into().expect("4 bytes"));
+    Ok(([f(0), f(1), f(2), f(3)], rank))
 }
 
-const UPSERT_TAIL: &str = " ON CONFLICT DO UPDATE SET price = excluded.price, \
-    market_cap = excluded.market_cap, volume = excluded.volume, supply = excluded.supply, \
-    rank = excluded.rank";
+const UPSERT_TAIL: &str = " ON CONFLICT DO UPDATE SET vals = excluded.vals";
 
 fn insert_sql(table: &str, rows: usize) -> String {
-    let mut s =
-        format!("INSERT INTO {table} (coin, ts, price, market_cap, volume, supply, rank) VALUES ");
+    let mut s = format!("INSERT INTO {table} (coin, ts, vals) VALUES ");
     for i in 0..rows {
         if i > 0 {
             s.push(',');
         }
-        s.push_str("(?,?,?,?,?,?,?)");
+        s.push_str("(?,?,?)");
     }
     s.push_str(UPSERT_TAIL);
     s
@@ -154,7 +170,7 @@ fn insert_sql(table: &str, rows: usize) -> String {
 macro_rules! sql_read {
     ($table:literal, $dir:literal) => {
         concat!(
-            "SELECT ts, price, market_cap, volume, supply, rank FROM ",
+            "SELECT ts, vals FROM ",
             $table,
             " WHERE coin = ?1 AND ts >= ?2 AND ts <= ?3 ORDER BY ts ",
             $dir,
@@ -239,37 +255,43 @@ impl Store {
             self.merge_recent_in_txn()?;
             "hot"
         };
-        let full_sql = insert_sql(table, ROWS_PER_INSERT);
-        let mut params: Vec<ToSqlOutput<'static>> = Vec::with_capacity(7 * ROWS_PER_INSERT);
-        let push = |params: &mut Vec<ToSqlOutput<'static>>, i: usize| {
-            params.push(ToSqlOutput::Owned(Value::Integer(
-                ids[batch.coin_index[i] as usize],
-            )));
-            params.push(ToSqlOutput::Owned(Value::Integer(batch.ts[i])));
-            params.push(float_sql(batch.price[i]));
-            params.push(float_sql(batch.market_cap[i]));
-            params.push(float_sql(batch.volume[i]));
-            params.push(float_sql(batch.supply[i]));
-            params.push(ToSqlOutput::Owned(Value::Integer(batch.rank[i].into())));
+        let vals: Vec<[u8; VALS_LEN]> = order
+            .iter()
+            .map(|&i| {
+                let i = i as usize;
+                let values = [
+                    batch.price[i],
+                    batch.market_cap[i],
+                    batch.volume[i],
+                    batch.supply[i],
+                ];
+                pack_values(values, batch.rank[i])
+            })
+            .collect();
+        let param = |k: usize| -> [ToSqlOutput<'_>; 3] {
+            let i = order[k] as usize;
+            [
+                ToSqlOutput::Owned(Value::Integer(ids[batch.coin_index[i] as usize])),
+                ToSqlOutput::Owned(Value::Integer(batch.ts[i])),
+                ToSqlOutput::Borrowed(ValueRef::Blob(&vals[k])),
+            ]
         };
-        let mut chunks = order.chunks_exact(ROWS_PER_INSERT);
+        let mut params: Vec<ToSqlOutput<'_>> = Vec::with_capacity(3 * ROWS_PER_INSERT);
+        let full = order.len() / ROWS_PER_INSERT * ROWS_PER_INSERT;
         {
-            let mut st = self.conn.prepare_cached(&full_sql)?;
-            for chunk in &mut chunks {
+            let mut st = self
+                .conn
+                .prepare_cached(&insert_sql(table, ROWS_PER_INSERT))?;
+            for start in (0..full).step_by(ROWS_PER_INSERT) {
                 params.clear();
-                for &i in chunk {
-                    push(&mut params, i as usize);
-                }
+                params.extend((start..start + ROWS_PER_INSERT).flat_map(param));
                 st.execute(rusqlite::params_from_iter(params.iter()))?;
             }
         }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
+        if full < order.len() {
             let mut st = self.conn.prepare_cached(&insert_sql(table, 1))?;
-            for &i in rest {
-                params.clear();
-                push(&mut params, i as usize);
-                st.execute(rusqlite::params_from_iter(params.iter()))?;
+            for k in full..order.len() {
+                st.execute(rusqlite::params_from_iter(param(k).iter()))?;
             }
         }
         if recent {
@@ -298,8 +320,8 @@ impl Store {
             return Ok(());
         }
         self.conn.execute_batch(&format!(
-            "INSERT INTO hot (coin, ts, price, market_cap, volume, supply, rank)
-               SELECT coin, ts, price, market_cap, volume, supply, rank FROM hot_recent
+            "INSERT INTO hot (coin, ts, vals)
+               SELECT coin, ts, vals FROM hot_recent
                WHERE true ORDER BY coin, ts {UPSERT_TAIL};
              DELETE FROM hot_recent;"
         ))?;
@@ -314,11 +336,7 @@ impl Store {
     /// copied into a new table that replaces `hot`: dropping a table frees its pages without
     /// rebalancing the B-tree row by row, so it costs a fraction of a range delete per coin.
     pub(crate) fn drop_hot_before(&mut self, cut: i64, coins: &[i64], moving: u64) -> Result<()> {
-        let total: i64 = self
-            .conn
-            .query_row("SELECT count(*) FROM hot", [], |r| r.get(0))?;
-        let staying = (total as u64).saturating_sub(moving);
-        if staying >= moving {
+        if self.staying_at_least(cut, coins, moving)? {
             let mut del = self
                 .conn
                 .prepare_cached("DELETE FROM hot WHERE coin = ?1 AND ts < ?2")?;
@@ -346,6 +364,26 @@ impl Store {
         self.conn
             .execute_batch("DROP TABLE hot; ALTER TABLE hot_swap RENAME TO hot;")?;
         Ok(())
+    }
+
+    /// Whether at least `moving` `hot` rows stay when those older than `cut` of `coins` leave.
+    /// Counts along the primary key, coin by coin, and stops as soon as it knows: the cost
+    /// follows the smaller side, where `count(*)` would read the whole table.
+    fn staying_at_least(&self, cut: i64, coins: &[i64], moving: u64) -> Result<bool> {
+        let listed: std::collections::HashSet<i64> = coins.iter().copied().collect();
+        let mut count = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM hot WHERE coin = ?1 AND ts >= ?2")?;
+        let mut staying = 0u64;
+        for &id in self.coin_ids.values() {
+            let from = if listed.contains(&id) { cut } else { i64::MIN };
+            let n: i64 = count.query_row(rusqlite::params![id, from], |r| r.get(0))?;
+            staying += n as u64;
+            if staying >= moving {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Rows in the hot tier (both tables; a key in both counts once).
@@ -392,16 +430,8 @@ fn read_sql(recent: bool, newest_first: bool) -> &'static str {
 
 /// One row of a `sql_read!` query.
 fn hot_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HotRow> {
-    Ok((
-        r.get(0)?,
-        [
-            float_from(r.get_ref(1)?)?,
-            float_from(r.get_ref(2)?)?,
-            float_from(r.get_ref(3)?)?,
-            float_from(r.get_ref(4)?)?,
-        ],
-        r.get(5)?,
-    ))
+    let (values, rank) = unpack_values(r.get_ref(1)?)?;
+    Ok((r.get(0)?, values, rank))
 }
 
 /// Which hot rows of a coin [`read_hot`] reads.

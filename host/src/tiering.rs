@@ -228,6 +228,12 @@ fn read_hot_groups(
                         return;
                     }
                 };
+                // One read transaction for all its coins: one snapshot, and no per-query
+                // transaction set-up.
+                if let Err(e) = conn.execute_batch("BEGIN;") {
+                    let _ = piece_tx.send(Err(e.into()));
+                    return;
+                }
                 for (_, key, id) in coins.iter().skip(r).step_by(HOT_READERS) {
                     let mut piece = Batch::default();
                     piece.coins.push(key.clone());

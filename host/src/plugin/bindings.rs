@@ -4,11 +4,11 @@
 use strata_plugin_sdk as sdk;
 
 pub mod codec {
-    wasmtime::component::bindgen!({ path: "../wit", world: "codec" });
+    wasmtime::component::bindgen!({ path: "../wit", world: "codec", ownership: Borrowing { duplicate_if_necessary: true } });
 }
 
 pub mod policy {
-    wasmtime::component::bindgen!({ path: "../wit", world: "policy" });
+    wasmtime::component::bindgen!({ path: "../wit", world: "policy", ownership: Borrowing { duplicate_if_necessary: true } });
 }
 
 /// Conversions for one world's copy of the `types` interface.
@@ -16,28 +16,32 @@ macro_rules! conversions {
     ($types:path) => {
         use $types as wit;
 
-        pub fn batch_to_wit(b: &sdk::Batch) -> wit::Batch {
-            wit::Batch {
-                coins: b.coins.clone(),
-                coin_index: b.coin_index.clone(),
-                ts: b.ts.clone(),
-                price: b.price.clone(),
-                market_cap: b.market_cap.clone(),
-                volume: b.volume.clone(),
-                supply: b.supply.clone(),
-                rank: b.rank.clone(),
-                extra: b
-                    .extra
-                    .iter()
-                    .map(|c| wit::Column {
-                        name: c.name.clone(),
-                        values: c.values.clone(),
-                    })
-                    .collect(),
-            }
+        /// Lends `b` to a call: the generated parameter type borrows every column, so the
+        /// only copy of the rows is the one into the guest's memory.
+        pub fn with_wit_batch<R>(b: &sdk::Batch, f: impl FnOnce(wit::BatchParam<'_>) -> R) -> R {
+            let coins: Vec<&str> = b.coins.iter().map(String::as_str).collect();
+            let extra: Vec<wit::ColumnParam<'_>> = b
+                .extra
+                .iter()
+                .map(|c| wit::ColumnParam {
+                    name: &c.name,
+                    values: &c.values,
+                })
+                .collect();
+            f(wit::BatchParam {
+                coins: &coins,
+                coin_index: &b.coin_index,
+                ts: &b.ts,
+                price: &b.price,
+                market_cap: &b.market_cap,
+                volume: &b.volume,
+                supply: &b.supply,
+                rank: &b.rank,
+                extra: &extra,
+            })
         }
 
-        pub fn batch_from_wit(b: wit::Batch) -> sdk::Batch {
+        pub fn batch_from_wit(b: wit::BatchResult) -> sdk::Batch {
             sdk::Batch {
                 coins: b.coins,
                 coin_index: b.coin_index,
@@ -50,7 +54,7 @@ macro_rules! conversions {
                 extra: b
                     .extra
                     .into_iter()
-                    .map(|c| sdk::Column {
+                    .map(|c: wit::ColumnResult| sdk::Column {
                         name: c.name,
                         values: c.values,
                     })

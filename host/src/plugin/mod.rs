@@ -621,18 +621,20 @@ impl CodecPlugin {
         batch: &sdk::Batch,
         opts: &[(String, String)],
     ) -> Result<Vec<u8>, CallError> {
-        let data = codec_conv::batch_to_wit(batch);
-        let out = self.runtime.call(&self.meta, "encode", |store| {
-            let c = self.pre.instantiate(&mut *store)?;
-            c.strata_plugin_tier_codec()
-                .call_encode(&mut *store, &data, &opts.to_vec())
+        let opts = str_pairs(opts);
+        let out = codec_conv::with_wit_batch(batch, |data| {
+            self.runtime.call(&self.meta, "encode", |store| {
+                let c = self.pre.instantiate(&mut *store)?;
+                c.strata_plugin_tier_codec()
+                    .call_encode(&mut *store, data, &opts)
+            })
         })?;
         out.map_err(|e| self.plugin_error("encode", codec_conv::error_from_wit(e)))
     }
 
     /// Decodes one segment; the result is checked, since the plugin is not trusted.
     pub fn decode(&self, bytes: &[u8], coins: Option<&[String]>) -> Result<sdk::Batch, CallError> {
-        let coins = coins.map(|c| c.to_vec());
+        let coins: Option<Vec<&str>> = coins.map(|c| c.iter().map(String::as_str).collect());
         let out = self.runtime.call(&self.meta, "decode", |store| {
             let c = self.pre.instantiate(&mut *store)?;
             c.strata_plugin_tier_codec()
@@ -682,10 +684,11 @@ impl PolicyPlugin {
 
     /// Validates options before any data moves.
     pub fn check_options(&self, opts: &[(String, String)]) -> Result<(), CallError> {
+        let opts = str_pairs(opts);
         let out = self.runtime.call(&self.meta, "check-options", |store| {
             let p = self.pre.instantiate(&mut *store)?;
             p.strata_plugin_retention_policy()
-                .call_check_options(&mut *store, &opts.to_vec())
+                .call_check_options(&mut *store, &opts)
         })?;
         out.map_err(|e| self.plugin_error("check-options", policy_conv::error_from_wit(e)))
     }
@@ -696,10 +699,11 @@ impl PolicyPlugin {
         ts: &[i64],
         opts: &[(String, String)],
     ) -> Result<Vec<i64>, CallError> {
+        let opts = str_pairs(opts);
         let out = self.runtime.call(&self.meta, "bucket-starts", |store| {
             let p = self.pre.instantiate(&mut *store)?;
             p.strata_plugin_retention_policy()
-                .call_bucket_starts(&mut *store, ts, &opts.to_vec())
+                .call_bucket_starts(&mut *store, ts, &opts)
         })?;
         let starts =
             out.map_err(|e| self.plugin_error("bucket-starts", policy_conv::error_from_wit(e)))?;
@@ -723,15 +727,13 @@ impl PolicyPlugin {
         last_kept: &[Option<i64>],
         opts: &[(String, String)],
     ) -> Result<sdk::Selection, CallError> {
-        let data = policy_conv::batch_to_wit(batch);
-        let out = self.runtime.call(&self.meta, "select", |store| {
-            let p = self.pre.instantiate(&mut *store)?;
-            p.strata_plugin_retention_policy().call_select(
-                &mut *store,
-                &data,
-                last_kept,
-                &opts.to_vec(),
-            )
+        let opts = str_pairs(opts);
+        let out = policy_conv::with_wit_batch(batch, |data| {
+            self.runtime.call(&self.meta, "select", |store| {
+                let p = self.pre.instantiate(&mut *store)?;
+                p.strata_plugin_retention_policy()
+                    .call_select(&mut *store, data, last_kept, &opts)
+            })
         })?;
         let selection =
             match out.map_err(|e| self.plugin_error("select", policy_conv::error_from_wit(e)))? {
@@ -745,6 +747,11 @@ impl PolicyPlugin {
         sdk::verify_selection(batch, &selection).map_err(|e| self.plugin_error("select", e))?;
         Ok(selection)
     }
+}
+
+/// Options as the bindings take them: borrowed, nothing copied.
+fn str_pairs(opts: &[(String, String)]) -> Vec<(&str, &str)> {
+    opts.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
 /// sha256 of a file, lowercase hex, for pinning plugins in policy files.

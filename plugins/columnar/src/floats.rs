@@ -23,8 +23,7 @@ use strata_plugin_sdk::{Error, Result};
 
 use crate::bitio::{BitReader, BitWriter};
 use crate::entropy::{
-    ESC, NSYM, SymSink, SymSource, estimate_bits, get_code, put_code, raw_bits_of, symbol_of,
-    unzigzag, zigzag,
+    ESC, SparseHist, SymSink, SymSource, get_code, put_code, symbol_of, unzigzag, zigzag,
 };
 
 /// Exact powers of ten up to the largest decimal exponent the format uses.
@@ -240,17 +239,14 @@ fn trial(
     hi: usize,
     refs: Refs<'_>,
     codes: &mut Vec<(u8, u64)>,
+    hist: &mut SparseHist,
 ) -> f64 {
-    let mut hist = [0u32; NSYM];
     codes.clear();
     each_code(choice, col, lo, hi, refs, |sym, code| {
-        hist[usize::from(sym)] += 1;
+        hist.add(sym);
         codes.push((sym, code));
     });
-    let raw = (0..NSYM)
-        .map(|s| u64::from(hist[s]) * raw_bits_of(s as u8))
-        .sum();
-    estimate_bits(&hist, raw)
+    hist.take_estimate()
 }
 
 /// How a block of a float column is coded, as chosen by [`encode_header`].
@@ -292,8 +288,9 @@ pub fn encode_header(
         return Plan::Constant;
     }
     let mut best: Option<(Choice, f64)> = None;
+    let mut hist = SparseHist::default();
     let mut consider = |choice: Choice| {
-        let cost = trial(choice, col, lo, hi, refs, spare);
+        let cost = trial(choice, col, lo, hi, refs, spare, &mut hist);
         if best.is_none_or(|(_, c)| cost < c) {
             best = Some((choice, cost));
             std::mem::swap(codes, spare);

@@ -16,8 +16,7 @@ use strata_plugin_sdk::Result;
 
 use crate::bitio::{BitReader, BitWriter};
 use crate::entropy::{
-    NSYM, SymSink, SymSource, advance, estimate_bits, get_code, put_code, raw_bits_of, symbol_of,
-    unzigzag, zigzag,
+    SparseHist, SymSink, SymSource, advance, get_code, put_code, symbol_of, unzigzag, zigzag,
 };
 
 pub const FAM_K: usize = 0;
@@ -60,8 +59,7 @@ fn trial(
     out: &mut Vec<[u64; 2]>,
 ) -> f64 {
     out.clear();
-    let (mut hk, mut hj) = ([0u32; NSYM], [0u32; NSYM]);
-    let mut raw = 0;
+    let (mut hk, mut hj) = (SparseHist::default(), SparseHist::default());
     let mut g = state.grid;
     for &t in &ts[lo..hi] {
         let pred = g.wrapping_add(step);
@@ -69,12 +67,10 @@ fn trial(
         let (k, j) = if step > 0 { split(r, step) } else { (0, r) };
         let (ck, cj) = (step_code(k, j), zigzag(j));
         if step > 0 {
-            hk[usize::from(symbol_of(ck))] += 1;
-            raw += raw_bits_of(symbol_of(ck));
+            hk.add(symbol_of(ck));
         }
         if step == 0 || ck != 0 {
-            hj[usize::from(symbol_of(cj))] += 1;
-            raw += raw_bits_of(symbol_of(cj));
+            hj.add(symbol_of(cj));
         }
         out.push([ck, cj]);
         g = if grid_mode {
@@ -83,7 +79,9 @@ fn trial(
             t
         };
     }
-    estimate_bits(&hk, 0) + estimate_bits(&hj, raw)
+    // Both raw parts count once, as the sum of the two streams' raw bits (`hj` carries them).
+    hj.raw += std::mem::take(&mut hk.raw);
+    hk.take_estimate() + hj.take_estimate()
 }
 
 /// The step code: 0 when the timestamp is exactly on the grid (`k == 0 && j == 0`, and no
