@@ -607,8 +607,9 @@ fn estimate_bits(hist: &[u32; NSYM], raw_bits: u64) -> f64 {
 /// [`NSYM`]: a block of a few dozen rows is tried under a dozen encodings.
 pub struct SparseHist {
     counts: [u32; NSYM],
-    used: [u8; NSYM],
-    n_used: usize,
+    /// Bit `s` set: symbol `s` has a count. Walking the set bits visits the used symbols in
+    /// symbol order, as the dense sum does, without sorting them.
+    used: [u64; NSYM.div_ceil(64)],
     /// Raw bits of the symbols added.
     pub raw: u64,
 }
@@ -617,8 +618,7 @@ impl Default for SparseHist {
     fn default() -> SparseHist {
         SparseHist {
             counts: [0; NSYM],
-            used: [0; NSYM],
-            n_used: 0,
+            used: [0; NSYM.div_ceil(64)],
             raw: 0,
         }
     }
@@ -628,12 +628,9 @@ impl SparseHist {
     /// Counts one symbol and its raw bits.
     #[inline(always)]
     pub fn add(&mut self, sym: u8) {
-        let c = &mut self.counts[usize::from(sym)];
-        if *c == 0 {
-            self.used[self.n_used] = sym;
-            self.n_used += 1;
-        }
-        *c += 1;
+        let s = usize::from(sym);
+        self.counts[s] += 1;
+        self.used[s / 64] |= 1 << (s % 64);
         self.raw += raw_bits_of(sym);
     }
 
@@ -641,17 +638,33 @@ impl SparseHist {
     /// (symbol) order. Then empties the histogram.
     pub fn take_estimate(&mut self) -> f64 {
         let table = c_log2_c_table();
-        let used_syms = &mut self.used[..std::mem::take(&mut self.n_used)];
-        used_syms.sort_unstable();
         let mut n = 0u32;
         let mut used = 0.0;
-        for &s in used_syms.iter() {
-            let c = std::mem::take(&mut self.counts[usize::from(s)]);
+        self.drain(|c| {
             n += c;
             used += c_log2_c(table, c);
-        }
+        });
         let ent = c_log2_c(table, n) - used;
         std::mem::take(&mut self.raw) as f64 + ent.max(0.0)
+    }
+
+    /// Empties the histogram.
+    pub fn clear(&mut self) {
+        self.drain(|_| {});
+        self.raw = 0;
+    }
+
+    /// Calls `f` with each used symbol's count, in symbol order, zeroing them.
+    #[inline(always)]
+    fn drain(&mut self, mut f: impl FnMut(u32)) {
+        for (w, word) in self.used.iter_mut().enumerate() {
+            let mut bits = std::mem::take(word);
+            while bits != 0 {
+                let s = 64 * w + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                f(std::mem::take(&mut self.counts[s]));
+            }
+        }
     }
 }
 

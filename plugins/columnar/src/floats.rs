@@ -189,7 +189,8 @@ pub struct Choice {
     e: usize,
 }
 
-/// Calls `f` with the symbol and code of each of rows `lo..hi` of `col` under `choice`.
+/// Calls `f` with the symbol and code of each of rows `lo..hi` of `col` under `choice`, until
+/// `f` returns false.
 #[inline(always)]
 fn each_code(
     choice: Choice,
@@ -197,7 +198,7 @@ fn each_code(
     lo: usize,
     hi: usize,
     refs: Refs<'_>,
-    mut f: impl FnMut(u8, u64),
+    mut f: impl FnMut(u8, u64) -> bool,
 ) {
     let mut prev = if lo == 0 { 0.0 } else { col[lo - 1] };
     let windowed = choice.pred == Pred::RatioMedian;
@@ -225,13 +226,18 @@ fn each_code(
             },
             Method::Constant | Method::Raw => unreachable!("not a per-value method"),
         };
-        f(sym, code);
+        if !f(sym, code) {
+            return;
+        }
         prev = v;
     }
 }
 
 /// The estimated size of rows `lo..hi` under `choice`, in bits; their (symbol, code) pairs go
-/// to `codes`, so that the winner need not be computed again.
+/// to `codes`, so that the winner need not be computed again. `None` when the candidate cannot
+/// beat `best` bits: the estimate is raw bits plus a non-negative entropy, so once the raw bits
+/// alone pass `best` the rest of the block need not be tried (the choice is the same).
+#[allow(clippy::too_many_arguments)]
 fn trial(
     choice: Choice,
     col: &[f64],
@@ -240,13 +246,23 @@ fn trial(
     refs: Refs<'_>,
     codes: &mut Vec<(u8, u64)>,
     hist: &mut SparseHist,
-) -> f64 {
+    best: Option<f64>,
+) -> Option<f64> {
+    // raw > best  <=>  raw > floor(best), for integer raw.
+    let limit = best.map_or(u64::MAX, |b| b.floor() as u64);
     codes.clear();
+    let mut beaten = false;
     each_code(choice, col, lo, hi, refs, |sym, code| {
         hist.add(sym);
         codes.push((sym, code));
+        beaten = hist.raw > limit;
+        !beaten
     });
-    hist.take_estimate()
+    if beaten {
+        hist.clear();
+        return None;
+    }
+    Some(hist.take_estimate())
 }
 
 /// How a block of a float column is coded, as chosen by [`encode_header`].
@@ -290,8 +306,10 @@ pub fn encode_header(
     let mut best: Option<(Choice, f64)> = None;
     let mut hist = SparseHist::default();
     let mut consider = |choice: Choice| {
-        let cost = trial(choice, col, lo, hi, refs, spare, &mut hist);
-        if best.is_none_or(|(_, c)| cost < c) {
+        let cost = trial(choice, col, lo, hi, refs, spare, &mut hist, best.map(|b| b.1));
+        if let Some(cost) = cost
+            && best.is_none_or(|(_, c)| cost < c)
+        {
             best = Some((choice, cost));
             std::mem::swap(codes, spare);
         }
