@@ -64,6 +64,14 @@ pub struct PlanTier {
     pub codec: Option<(Rc<CodecPlugin>, Options)>,
 }
 
+impl PlanTier {
+    /// The codec and its options (a tier after hot always has one: see [`Plan::load`]).
+    fn codec_ref(&self) -> (&CodecPlugin, &Options) {
+        let (codec, opts) = self.codec.as_ref().expect("checked by Plan::load");
+        (codec, opts)
+    }
+}
+
 /// Every tier of a policy with its plugins loaded, hottest first.
 pub struct Plan {
     pub tiers: Vec<PlanTier>,
@@ -401,19 +409,37 @@ impl Store {
         let read_rows = self.options.transition_read_rows.max(1);
         let mut moved = Moved::default();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Group>>(1);
-        std::thread::scope(|scope| -> Result<()> {
+        // A writer thread encodes and writes each coin bucket's segments while this thread
+        // selects the next groups: encoding and fsyncs overlap reading and selecting.
+        let (wtx, wrx) = std::sync::mpsc::sync_channel::<Vec<Piece>>(1);
+        let (codec, dir) = (dst.codec_ref(), self.dir.clone());
+        let done = std::thread::scope(|scope| -> Result<Vec<(Vec<Piece>, Vec<_>)>> {
             scope.spawn(move || {
                 if let Err(e) = read_hot_groups(&db, recent, by_bucket, cut, read_rows, &tx) {
                     let _ = tx.send(Err(e));
                 }
             });
+            let writer = scope.spawn(move || {
+                wrx.into_iter()
+                    .map(|pieces| {
+                        let files = encode_and_write(codec, &dir, &pieces);
+                        (pieces, files)
+                    })
+                    .collect::<Vec<_>>()
+            });
             for group in rx {
-                self.move_hot_group(dst, group?, dry_run, report, &mut moved)?;
+                self.move_hot_group(dst, group?, dry_run, report, &mut moved, &wtx)?;
             }
-            Ok(())
+            if let Some(last) = moved.selected.take() {
+                let pieces = self.plan_pieces(dst, last, &mut moved.seqs)?;
+                wtx.send(pieces).context("the segment writer stopped")?;
+            }
+            drop(wtx);
+            Ok(writer.join().expect("the segment writer does not panic"))
         })?;
-        if let Some(last) = moved.selected.take() {
-            let written = self.write_selected(dst, last, report, &mut moved.seqs)?;
+        for (pieces, files) in done {
+            sync_tier_dir(&self.dir, &pieces)?;
+            let written = self.written(dst, pieces, files, report)?;
             moved.written.extend(written);
         }
         if dry_run || moved.coins.is_empty() {
@@ -446,6 +472,7 @@ impl Store {
         dry_run: bool,
         report: &mut MoveReport,
         moved: &mut Moved,
+        writer: &std::sync::mpsc::SyncSender<Vec<Piece>>,
     ) -> Result<()> {
         report.rows_read += group.batch.len() as u64;
         let (read, rows) = (group.read, group.batch.len());
@@ -457,7 +484,7 @@ impl Store {
         }
         // Survivors of one coin bucket gather (up to GROUP_ROWS) before they are written, so
         // a bucket's segments are as large as its survivors, however its rows were read.
-        let mut written = Vec::new();
+        let mut segments = 0;
         match &mut moved.selected {
             Some(acc)
                 if acc.bucket == sel.bucket && acc.kept.len() + sel.kept.len() <= GROUP_ROWS =>
@@ -466,18 +493,19 @@ impl Store {
             }
             acc => {
                 if let Some(full) = acc.replace(sel) {
-                    written = self.write_selected(dst, full, report, &mut moved.seqs)?;
+                    let pieces = self.plan_pieces(dst, full, &mut moved.seqs)?;
+                    segments = pieces.len();
+                    writer.send(pieces).context("the segment writer stopped")?;
                 }
             }
         }
         tracing::debug!(
             rows,
             read_ms = read.as_secs_f64() * 1e3,
-            segments = written.len(),
-            select_and_write_ms = t.elapsed().as_secs_f64() * 1e3,
+            segments,
+            select_ms = t.elapsed().as_secs_f64() * 1e3,
             "moved a group of hot rows"
         );
-        moved.written.extend(written);
         Ok(())
     }
 
@@ -544,7 +572,22 @@ impl Store {
         report: &mut MoveReport,
         seqs: &mut HashMap<(i64, u32), u32>,
     ) -> Result<Vec<Written>> {
-        let (codec, copts) = dst.codec.as_ref().expect("checked by Plan::load");
+        let pieces = self.plan_pieces(dst, sel, seqs)?;
+        let files = encode_and_write(dst.codec_ref(), &self.dir, &pieces);
+        sync_tier_dir(&self.dir, &pieces)?;
+        self.written(dst, pieces, files, report)
+    }
+
+    /// Splits the survivors of one destination coin bucket by destination window into the
+    /// segments to write, numbered after the catalog's and `seqs`' (this move's segments not
+    /// yet in the catalog).
+    fn plan_pieces(
+        &self,
+        dst: &PlanTier,
+        sel: Selected,
+        seqs: &mut HashMap<(i64, u32), u32>,
+    ) -> Result<Vec<Piece>> {
+        let (codec, _) = dst.codec.as_ref().expect("checked by Plan::load");
         let Selected {
             bucket,
             mut kept,
@@ -553,7 +596,6 @@ impl Store {
         if kept.is_empty() {
             return Ok(Vec::new());
         }
-        let t0 = std::time::Instant::now();
         if !kept.is_sorted_by_coin_ts() {
             kept = kept.sorted();
         }
@@ -564,78 +606,72 @@ impl Store {
                 .or_default()
                 .push(r as u32);
         }
-        // Split by window (sequentially: catalog reads), then encode and write the pieces on
-        // every core: the codec is the slow part of a transition.
         let mut pieces = Vec::with_capacity(windows.len());
         for (window, rows) in windows {
-            let piece = if rows.len() == kept.len() {
+            let batch = if rows.len() == kept.len() {
                 std::mem::take(&mut kept)
             } else {
                 kept.take(&rows)
             };
             let mut newest: HashMap<u32, i64> = HashMap::new();
-            for r in 0..piece.len() {
-                let e = newest.entry(piece.coin_index[r]).or_insert(i64::MIN);
-                *e = (*e).max(piece.ts[r]);
+            for r in 0..batch.len() {
+                let e = newest.entry(batch.coin_index[r]).or_insert(i64::MIN);
+                *e = (*e).max(batch.ts[r]);
             }
             let mut last_kept: Vec<(i64, i64)> = newest
                 .into_iter()
-                .map(|(c, ts)| (id_of[&piece.coins[c as usize]], ts))
+                .map(|(c, ts)| (id_of[&batch.coins[c as usize]], ts))
                 .collect();
             last_kept.sort_unstable();
-            // The next free sequence number of (window, bucket), counting this move's segments
-            // that are written but not yet in the catalog.
             let seq = match seqs.get(&(window, bucket)) {
                 Some(&s) => s,
                 None => self.next_seq(&dst.def.name, window, bucket)?,
             };
             seqs.insert((window, bucket), seq + 1);
-            let rel =
+            let path =
                 segment::relative_path(&dst.def.name, window, bucket, seq, &codec.info.extension);
-            pieces.push((window, seq, rel, piece, last_kept));
+            pieces.push(Piece {
+                window,
+                bucket,
+                seq,
+                path,
+                batch,
+                last_kept,
+            });
         }
-        let (codec, dir): (&CodecPlugin, &std::path::Path) = (codec, &self.dir);
-        let files = parallel_map(&pieces, |(_, _, rel, piece, _)| -> Result<(u64, String)> {
-            let bytes = codec.encode(piece, copts)?;
-            segment::write_renamed(&dir.join(rel), &bytes)?;
-            Ok((bytes.len() as u64, segment::checksum(&bytes)))
-        });
-        // Every file of the group is in the tier's directory: one fsync makes the renames durable.
-        if let Some((_, _, rel, _, _)) = pieces.first() {
-            let tier_dir = dir.join(rel);
-            segment::sync_dir(tier_dir.parent().context("segment path has no directory")?)?;
-            for _ in &pieces {
-                crate::crash::point("segment-renamed");
-            }
-        }
-        tracing::debug!(
-            tier = %dst.def.name,
-            rows = pieces.iter().map(|p| p.3.len()).sum::<usize>(),
-            segments = pieces.len(),
-            encode_and_write_ms = t0.elapsed().as_secs_f64() * 1e3,
-            "wrote"
-        );
+        Ok(pieces)
+    }
+
+    /// The catalog rows of written pieces (`files`: each one's size and checksum).
+    fn written(
+        &self,
+        dst: &PlanTier,
+        pieces: Vec<Piece>,
+        files: Vec<Result<(u64, String)>>,
+        report: &mut MoveReport,
+    ) -> Result<Vec<Written>> {
+        let (codec, copts) = dst.codec.as_ref().expect("checked by Plan::load");
         let options = serde_json::to_string(copts)?;
         let mut out = Vec::with_capacity(pieces.len());
-        for ((window, seq, rel, piece, last_kept), file) in pieces.into_iter().zip(files) {
+        for (p, file) in pieces.into_iter().zip(files) {
             let (bytes, sha256) = file?;
             report.segments_written += 1;
             report.bytes_written += bytes;
-            let coin_ids: Vec<i64> = last_kept.iter().map(|&(id, _)| id).collect();
+            let coin_ids: Vec<i64> = p.last_kept.iter().map(|&(id, _)| id).collect();
             let info = SegmentInfo {
                 id: 0,
                 tier: dst.def.name.clone(),
-                path: rel,
-                window_start: window,
-                bucket,
-                seq,
+                path: p.path,
+                window_start: p.window,
+                bucket: p.bucket,
+                seq: p.seq,
                 codec: codec.meta.name.clone(),
                 codec_version: codec.info.info.version.clone(),
                 codec_sha256: codec.meta.sha256.clone(),
                 options: options.clone(),
-                rows: piece.len() as u64,
-                min_ts: *piece.ts.iter().min().expect("not empty"),
-                max_ts: *piece.ts.iter().max().expect("not empty"),
+                rows: p.batch.len() as u64,
+                min_ts: *p.batch.ts.iter().min().expect("not empty"),
+                max_ts: *p.batch.ts.iter().max().expect("not empty"),
                 coins: coin_ids.len() as u64,
                 bytes,
                 sha256,
@@ -643,7 +679,7 @@ impl Store {
             out.push(Written {
                 info,
                 coin_ids,
-                last_kept,
+                last_kept: p.last_kept,
             });
         }
         Ok(out)
@@ -824,6 +860,55 @@ fn read_segment_with(
     codec
         .decode(&bytes, coins)
         .with_context(|| format!("decoding segment {}", p.display()))
+}
+
+/// One segment to write: survivors of one coin bucket in one destination window.
+struct Piece {
+    window: i64,
+    bucket: u32,
+    seq: u32,
+    /// Relative path of the segment file.
+    path: String,
+    batch: Batch,
+    /// `(coin id, newest ts)` of every coin in `batch`, by id.
+    last_kept: Vec<(i64, i64)>,
+}
+
+/// Encodes every piece with the destination's codec and writes it durably under its name
+/// (rename not yet durable: see [`sync_tier_dir`]), on every core: the codec is the slow part.
+/// Returns each file's size and checksum.
+fn encode_and_write(
+    (codec, copts): (&CodecPlugin, &Options),
+    dir: &std::path::Path,
+    pieces: &[Piece],
+) -> Vec<Result<(u64, String)>> {
+    let t = std::time::Instant::now();
+    let files = parallel_map(pieces, |p| -> Result<(u64, String)> {
+        let bytes = codec.encode(&p.batch, copts)?;
+        segment::write_renamed(&dir.join(&p.path), &bytes)?;
+        Ok((bytes.len() as u64, segment::checksum(&bytes)))
+    });
+    tracing::debug!(
+        codec = %codec.meta.name,
+        rows = pieces.iter().map(|p| p.batch.len()).sum::<usize>(),
+        segments = pieces.len(),
+        encode_and_write_ms = t.elapsed().as_secs_f64() * 1e3,
+        "wrote"
+    );
+    files
+}
+
+/// Makes the renames of written pieces durable: every segment of a tier is in the tier's
+/// directory, so one fsync of it covers them all.
+fn sync_tier_dir(dir: &std::path::Path, pieces: &[Piece]) -> Result<()> {
+    if let Some(p) = pieces.first() {
+        let file = dir.join(&p.path);
+        segment::sync_dir(file.parent().context("segment path has no directory")?)?;
+        for _ in pieces {
+            crate::crash::point("segment-renamed");
+        }
+    }
+    Ok(())
 }
 
 /// `f` applied to every item, on up to one thread per core; results in the items' order.

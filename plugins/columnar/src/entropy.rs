@@ -227,22 +227,29 @@ impl Tables {
         Ok(Tables { freq, start })
     }
 
-    /// Per-symbol encoder constants for every table (Giesen's reciprocal form, which replaces
-    /// the division of each rANS step by a multiply and a shift).
-    pub fn encoder(&self) -> Vec<[EncSymbol; NSYM]> {
-        self.freq
-            .iter()
-            .zip(&self.start)
-            .map(|(freq, start)| {
-                std::array::from_fn(|s| EncSymbol::new(u32::from(start[s]), u32::from(freq[s])))
-            })
-            .collect()
+    /// Per-symbol encoder constants for every used table (Giesen's reciprocal form, which
+    /// replaces the division of each rANS step by a multiply and a shift). Unused tables get
+    /// none: a segment of a few coins uses a few dozen of the [`NFAM`]` * `[`NCTX`] tables, and
+    /// constants for all of them would be a megabyte to fill for every segment.
+    pub fn encoder(&self) -> Encoder {
+        let mut slot = vec![u32::MAX; self.freq.len()];
+        let mut tables = Vec::new();
+        for (t, (freq, start)) in self.freq.iter().zip(&self.start).enumerate() {
+            if freq.iter().all(|&f| f == 0) {
+                continue;
+            }
+            slot[t] = tables.len() as u32;
+            tables.push(std::array::from_fn(|s| {
+                EncSymbol::new(u32::from(start[s]), u32::from(freq[s]))
+            }));
+        }
+        Encoder { slot, tables }
     }
 
     /// rANS-encodes a coin's symbol log with the constants from [`Tables::encoder`], symbol `i`
     /// with state `i % lanes` (1 for format version 1, [`LANES`] since version 2); the result
     /// is read forward by [`RansDecoder`].
-    pub fn encode(enc: &[[EncSymbol; NSYM]], log: &[u32], lanes: usize) -> Result<Vec<u8>> {
+    pub fn encode(enc: &Encoder, log: &[u32], lanes: usize) -> Result<Vec<u8>> {
         assert!(
             lanes.is_power_of_two() && lanes <= LANES,
             "{lanes} rANS lanes"
@@ -252,7 +259,9 @@ impl Tables {
         let mut x = [L; LANES];
         for (i, &s) in log.iter().enumerate().rev() {
             let sym = enc
+                .slot
                 .get((s >> 8) as usize)
+                .and_then(|&t| enc.tables.get(t as usize))
                 .and_then(|t| t.get((s & 0xFF) as usize))
                 .filter(|e| e.x_max != 0)
                 .ok_or_else(|| Error::Internal(format!("symbol {s:#x} has no frequency")))?;
@@ -321,6 +330,13 @@ fn starts(freq: &[u16; NSYM]) -> [u16; NSYM] {
         acc += u32::from(freq[s]);
     }
     start
+}
+
+/// The encoding constants of a segment's used tables (see [`Tables::encoder`]).
+pub struct Encoder {
+    /// Per table: its index in `tables`, `u32::MAX` when unused.
+    slot: Vec<u32>,
+    tables: Vec<[EncSymbol; NSYM]>,
 }
 
 /// A symbol's rANS encoding constants (`x_max == 0`: the symbol has no frequency).
@@ -559,28 +575,22 @@ pub fn read_code(sym: u8, bits: &mut BitReader<'_>) -> u64 {
     u64::from(shape >> 6) << low | bits.read(low)
 }
 
-/// `c * log2(c)` for counts up to 1024, so that estimating a block costs no logarithms.
-fn c_log2_c_table() -> &'static [f64] {
-    static TABLE: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
-    TABLE.get_or_init(|| {
-        (0..=1024u32)
-            .map(|c| {
-                if c == 0 {
-                    0.0
-                } else {
-                    f64::from(c) * f64::from(c).log2()
-                }
-            })
-            .collect()
-    })
-}
-
-/// `c * log2(c)`, from `table` when it holds `c`.
+/// `c * log2(c)`, from a table for counts up to 1024, so that estimating a block costs no
+/// logarithms. Entries are computed when first needed: a plugin instance encodes one segment,
+/// and filling the whole table would cost every segment 1,025 logarithms.
 #[inline]
-fn c_log2_c(table: &[f64], c: u32) -> f64 {
-    match table.get(c as usize) {
-        Some(&v) => v,
-        None => f64::from(c) * f64::from(c).log2(),
+fn c_log2_c(c: u32) -> f64 {
+    static TABLE: [std::sync::OnceLock<f64>; 1025] = [const { std::sync::OnceLock::new() }; 1025];
+    let compute = || {
+        if c == 0 {
+            0.0
+        } else {
+            f64::from(c) * f64::from(c).log2()
+        }
+    };
+    match TABLE.get(c as usize) {
+        Some(cell) => *cell.get_or_init(compute),
+        None => compute(),
     }
 }
 
@@ -591,14 +601,9 @@ fn c_log2_c(table: &[f64], c: u32) -> f64 {
 /// against (a different sum would pick different encodings and change the bytes).
 #[cfg(test)]
 fn estimate_bits(hist: &[u32; NSYM], raw_bits: u64) -> f64 {
-    let table = c_log2_c_table();
     let n: u32 = hist.iter().sum();
-    let used: f64 = hist
-        .iter()
-        .filter(|&&c| c != 0)
-        .map(|&c| c_log2_c(table, c))
-        .sum();
-    let ent = c_log2_c(table, n) - used;
+    let used: f64 = hist.iter().filter(|&&c| c != 0).map(|&c| c_log2_c(c)).sum();
+    let ent = c_log2_c(n) - used;
     raw_bits as f64 + ent.max(0.0)
 }
 
@@ -637,14 +642,13 @@ impl SparseHist {
     /// [`estimate_bits`] of the counts and `self.raw`, to the bit: the same sum in the same
     /// (symbol) order. Then empties the histogram.
     pub fn take_estimate(&mut self) -> f64 {
-        let table = c_log2_c_table();
         let mut n = 0u32;
         let mut used = 0.0;
         self.drain(|c| {
             n += c;
-            used += c_log2_c(table, c);
+            used += c_log2_c(c);
         });
-        let ent = c_log2_c(table, n) - used;
+        let ent = c_log2_c(n) - used;
         std::mem::take(&mut self.raw) as f64 + ent.max(0.0)
     }
 

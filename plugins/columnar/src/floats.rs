@@ -306,7 +306,16 @@ pub fn encode_header(
     let mut best: Option<(Choice, f64)> = None;
     let mut hist = SparseHist::default();
     let mut consider = |choice: Choice| {
-        let cost = trial(choice, col, lo, hi, refs, spare, &mut hist, best.map(|b| b.1));
+        let cost = trial(
+            choice,
+            col,
+            lo,
+            hi,
+            refs,
+            spare,
+            &mut hist,
+            best.map(|b| b.1),
+        );
         if let Some(cost) = cost
             && best.is_none_or(|(_, c)| cost < c)
         {
