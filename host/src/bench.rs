@@ -326,10 +326,6 @@ fn transition_figures(
         let (t, cpu) = (Instant::now(), cpu_seconds());
         let reports = s.tier(&plan, end + 3_600_000, false)?;
         let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - cpu);
-        if std::env::var_os("STRATA_BENCH_PAUSE").is_some() {
-            eprintln!("PAUSE");
-            std::thread::sleep(std::time::Duration::from_secs(3));
-        }
         let moved = reports.first().map_or(0, |r| r.rows_read);
         figures.push(Figure {
             name: format!("tier transition through a wasm codec, {what}"),

@@ -843,7 +843,7 @@ impl Store {
         if bytes < PARALLEL_READ_BYTES {
             jobs.iter().map(read).collect()
         } else {
-            parallel_map(&jobs, read).into_iter().collect()
+            parallel_map(&jobs, cores(), read).into_iter().collect()
         }
     }
 }
@@ -875,7 +875,7 @@ struct Piece {
 }
 
 /// Encodes every piece with the destination's codec and writes it durably under its name
-/// (rename not yet durable: see [`sync_tier_dir`]), on every core: the codec is the slow part.
+/// (rename not yet durable: see [`sync_tier_dir`]), on every core.
 /// Returns each file's size and checksum.
 fn encode_and_write(
     (codec, copts): (&CodecPlugin, &Options),
@@ -883,7 +883,9 @@ fn encode_and_write(
     pieces: &[Piece],
 ) -> Vec<Result<(u64, String)>> {
     let t = std::time::Instant::now();
-    let files = parallel_map(pieces, |p| -> Result<(u64, String)> {
+    // Two threads per core: a segment waits on its fsync about as long as it takes to encode,
+    // and another can encode meanwhile (+10% with the bench's 976 small segments).
+    let files = parallel_map(pieces, 2 * cores(), |p| -> Result<(u64, String)> {
         let bytes = codec.encode(&p.batch, copts)?;
         segment::write_renamed(&dir.join(&p.path), &bytes)?;
         Ok((bytes.len() as u64, segment::checksum(&bytes)))
@@ -911,11 +913,18 @@ fn sync_tier_dir(dir: &std::path::Path, pieces: &[Piece]) -> Result<()> {
     Ok(())
 }
 
-/// `f` applied to every item, on up to one thread per core; results in the items' order.
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(items.len());
+/// The machine's cores.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `f` applied to every item, on up to `threads` threads; results in the items' order.
+fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let threads = threads.min(items.len());
     if threads <= 1 {
         return items.iter().map(f).collect();
     }
