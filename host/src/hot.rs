@@ -8,8 +8,9 @@
 //!   WAL, per hourly batch). A `(coin, ts)` index serves per-coin reads.
 //! - `hot`, clustered by `(coin, ts)`: the bulk of the tier, where one coin's history is
 //!   contiguous. `hot_recent` is merged into it in bulk (many rows per coin at once) when it
-//!   passes [`StoreOptions::hot_merge_rows`](crate::store::StoreOptions) rows, before every tier
-//!   transition and before a bulk import.
+//!   passes [`StoreOptions::hot_merge_rows`](crate::store::StoreOptions) rows and before a bulk
+//!   import. A tier transition reads both tables and deletes the rows that left from both, so
+//!   rows about to leave are never merged first.
 //!
 //! Ingest rule: upsert by `(coin, ts)`, last write wins (within a batch, the later row wins), so
 //! ingesting the same data twice changes nothing. A `(coin, ts)` in `hot_recent` is always newer
@@ -329,13 +330,22 @@ impl Store {
         Ok(())
     }
 
-    /// Removes every `hot` row older than `cut` of `coins` (inside the caller's transaction),
-    /// `moving` rows in all; `hot_recent` is empty (merged before a transition).
+    /// Removes every `hot` row older than `cut` of `coins`, and every `hot_recent` row older
+    /// than `cut` (inside the caller's transaction), `moving` rows in all. A transition reads
+    /// every coin, from both tables, so no row older than the cut stays behind; `hot_recent`
+    /// rows that are about to leave are not merged into `hot` first.
     ///
     /// When more rows leave than stay (a backfill ageing out in one go), the survivors are
     /// copied into a new table that replaces `hot`: dropping a table frees its pages without
     /// rebalancing the B-tree row by row, so it costs a fraction of a range delete per coin.
     pub(crate) fn drop_hot_before(&mut self, cut: i64, coins: &[i64], moving: u64) -> Result<()> {
+        if self.recent_rows > 0 {
+            // Clustered by time: the leaving rows are the start of the table.
+            let gone = self
+                .conn
+                .execute("DELETE FROM hot_recent WHERE ts < ?1", [cut])?;
+            self.recent_rows = self.recent_rows.saturating_sub(gone as u64);
+        }
         if self.staying_at_least(cut, coins, moving)? {
             let mut del = self
                 .conn

@@ -11,9 +11,10 @@
 //!   previous group. The destination's retention plugin picks the survivors of each group given
 //!   the destination's `last_kept` per coin; a bucket's survivors gather (up to 2 M rows), are
 //!   split by destination window and each piece is encoded and written durably
-//!   ([`segment::write_renamed`], then one directory fsync) on every core. When every bucket is
-//!   written, ONE SQLite transaction inserts all the catalog rows, raises `last_kept` and
-//!   removes the moved hot rows (`Store::drop_hot_before`).
+//!   ([`segment::write_renamed`], then one directory fsync) by a writer thread (two threads
+//!   per core) while this thread selects the next groups. When every bucket is written, ONE
+//!   SQLite transaction inserts all the catalog rows, raises `last_kept` and removes the moved
+//!   hot rows (`Store::drop_hot_before`).
 //! - **segments → next**: source segments *wholly* older than the cut (`max_ts < cut`; a
 //!   segment straddling the cut waits for a later run, so segments are never split), a group
 //!   of whole source windows at a time (consecutive windows starting in the same destination
@@ -342,9 +343,6 @@ impl Store {
                     .insert(c.meta.sha256.clone(), c.clone());
             }
         }
-        if !dry_run {
-            self.merge_recent()?;
-        }
         let mut reports = Vec::new();
         for i in 0..plan.tiers.len() - 1 {
             let (src, dst) = (&plan.tiers[i], &plan.tiers[i + 1]);
@@ -373,7 +371,12 @@ impl Store {
             reports.push(report);
         }
         if !dry_run {
+            let t = std::time::Instant::now();
             self.checkpoint()?;
+            tracing::debug!(
+                checkpoint_ms = t.elapsed().as_secs_f64() * 1e3,
+                "checkpointed"
+            );
         }
         Ok(reports)
     }

@@ -422,3 +422,46 @@ fn ingest_tier_query_against_model() {
     store.set_runtime(runtime().clone());
     check(&store, &model, &tiers, "after reopen");
 }
+
+/// Collection batches wait in `hot_recent` until it is merged into `hot`. A transition moves
+/// those older than the cut straight out of it (nothing is merged first) and leaves the rest.
+#[test]
+fn recent_hot_rows_age_out_without_a_merge() {
+    let (coins, days) = (6, 40);
+    let cfg = GenConfig::hourly(coins, days, 7);
+    let start = cfg.start;
+    let mut generator = Generator::new(cfg);
+    let meta: Vec<CoinMeta> = generator.coin_meta();
+    let tiers = tiers();
+    let plan = plan();
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    store.set_runtime(runtime().clone());
+    let mut model = Model {
+        coins: meta.iter().map(|m| m.id.clone()).collect(),
+        hot: BTreeMap::new(),
+        segs: (0..tiers.len()).map(|_| Vec::new()).collect(),
+        last_kept: (0..tiers.len()).map(|_| BTreeMap::new()).collect(),
+    };
+    // One timestamp per batch: every row lands in `hot_recent`, and 6 coins × 960 hours stay
+    // far below the merge threshold (a day of 13.6k coins), so none reaches `hot`.
+    for hour in 0..days * 24 {
+        let b = generator.next_batch().unwrap();
+        model.ingest(&b);
+        let m: &[CoinMeta] = if hour == 0 { &meta } else { &[] };
+        store.ingest(&b, m).unwrap();
+    }
+    let before = store.hot_rows().unwrap();
+    // The hot tier keeps 30 days: the first 10 days leave, from `hot_recent`.
+    let now = start + days as i64 * DAY;
+    let reports = store.tier(&plan, now, false).unwrap();
+    model.run(&tiers, now);
+    let moved = reports[0].rows_read;
+    assert!(moved > 0 && moved < before, "{reports:?}");
+    assert_eq!(store.hot_rows().unwrap(), before - moved);
+    check(&store, &model, &tiers, "after rows left hot_recent");
+    // Again at the same `now`: nothing left to move.
+    let again = store.tier(&plan, now, false).unwrap();
+    assert!(again.iter().all(|r| r.rows_read == 0), "{again:?}");
+    check(&store, &model, &tiers, "after a second run");
+}
