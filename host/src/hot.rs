@@ -20,6 +20,7 @@
 //! ([`pack_values`]): SQLite reads one column far faster than five.
 
 use anyhow::{Context, Result, bail};
+use rusqlite::OptionalExtension;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use strata_plugin_sdk::Batch;
 
@@ -374,6 +375,28 @@ impl Store {
         self.conn
             .execute_batch("DROP TABLE hot; ALTER TABLE hot_swap RENAME TO hot;")?;
         Ok(())
+    }
+
+    /// Whether the hot tier holds any row older than `cut`. `hot` has no index on `ts` alone
+    /// (`min(ts)` would read the whole table), so it looks at each coin's oldest row along the
+    /// key, and stops at the first that is old enough.
+    pub(crate) fn hot_has_rows_before(&self, cut: i64) -> Result<bool> {
+        let recent: Option<i64> =
+            self.conn
+                .query_row("SELECT min(ts) FROM hot_recent", [], |r| r.get(0))?;
+        if recent.is_some_and(|t| t < cut) {
+            return Ok(true);
+        }
+        let mut oldest = self
+            .conn
+            .prepare_cached("SELECT ts FROM hot WHERE coin = ?1 ORDER BY ts LIMIT 1")?;
+        for &id in self.coin_ids.values() {
+            let ts: Option<i64> = oldest.query_row([id], |r| r.get(0)).optional()?;
+            if ts.is_some_and(|t| t < cut) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Whether at least `moving` `hot` rows stay when those older than `cut` of `coins` leave.

@@ -388,12 +388,7 @@ impl Store {
         dry_run: bool,
         report: &mut MoveReport,
     ) -> Result<()> {
-        let oldest: Option<i64> = self.conn.query_row(
-            "SELECT min(ts) FROM (SELECT min(ts) AS ts FROM hot UNION ALL SELECT min(ts) FROM hot_recent)",
-            [],
-            |r| r.get(0),
-        )?;
-        if oldest.is_none_or(|o| o >= cut) {
+        if !self.hot_has_rows_before(cut)? {
             return Ok(());
         }
         let buckets = dst.def.coin_buckets;
