@@ -435,8 +435,8 @@ impl Store {
             drop(wtx);
             Ok(writer.join().expect("the segment writer does not panic"))
         })?;
+        sync_tier_dir(&self.dir, done.iter().flat_map(|(pieces, _)| pieces))?;
         for (pieces, files) in done {
-            sync_tier_dir(&self.dir, &pieces)?;
             let written = self.written(dst, pieces, files, report)?;
             moved.written.extend(written);
         }
@@ -507,23 +507,6 @@ impl Store {
         Ok(())
     }
 
-    /// Runs the destination's retention on a group, then, unless `dry_run`, writes the
-    /// survivors ([`Store::write_selected`]).
-    fn select_and_write(
-        &self,
-        dst: &PlanTier,
-        group: Group,
-        dry_run: bool,
-        report: &mut MoveReport,
-        seqs: &mut HashMap<(i64, u32), u32>,
-    ) -> Result<Vec<Written>> {
-        let sel = self.select(dst, group, report)?;
-        if dry_run {
-            return Ok(Vec::new());
-        }
-        self.write_selected(dst, sel, report, seqs)
-    }
-
     /// Runs the destination's retention on a group. The rule sees each coin's rows of the
     /// group at once, so a sampling or rollup bucket that straddles two windows is decided once.
     fn select(&self, dst: &PlanTier, group: Group, report: &mut MoveReport) -> Result<Selected> {
@@ -558,22 +541,6 @@ impl Store {
             kept,
             id_of,
         })
-    }
-
-    /// Encodes the survivors of one destination coin bucket as one segment per destination
-    /// window and writes them durably (not yet in the catalog); `seqs` counts this move's
-    /// segments not yet in the catalog.
-    fn write_selected(
-        &self,
-        dst: &PlanTier,
-        sel: Selected,
-        report: &mut MoveReport,
-        seqs: &mut HashMap<(i64, u32), u32>,
-    ) -> Result<Vec<Written>> {
-        let pieces = self.plan_pieces(dst, sel, seqs)?;
-        let files = encode_and_write(dst.codec_ref(), &self.dir, &pieces);
-        sync_tier_dir(&self.dir, &pieces)?;
-        self.written(dst, pieces, files, report)
     }
 
     /// Splits the survivors of one destination coin bucket by destination window into the
@@ -731,7 +698,8 @@ impl Store {
                     .or_default()
                     .push(r as u32);
             }
-            let mut written = Vec::new();
+            // Select per bucket, then encode and write every bucket's segments at once.
+            let (mut pieces, mut seqs) = (Vec::new(), HashMap::new());
             for (bucket, rows) in by_bucket {
                 let mut batch = all.take(&rows).sorted();
                 dedup_sorted(&mut batch);
@@ -750,17 +718,17 @@ impl Store {
                     ids,
                     read: std::time::Duration::ZERO,
                 };
-                written.extend(self.select_and_write(
-                    dst,
-                    group,
-                    dry_run,
-                    report,
-                    &mut HashMap::new(),
-                )?);
+                let sel = self.select(dst, group, report)?;
+                if !dry_run {
+                    pieces.extend(self.plan_pieces(dst, sel, &mut seqs)?);
+                }
             }
             if dry_run {
                 continue;
             }
+            let files = encode_and_write(dst.codec_ref(), &self.dir, &pieces);
+            sync_tier_dir(&self.dir, &pieces)?;
+            let written = self.written(dst, pieces, files, report)?;
             let t0 = std::time::Instant::now();
             self.write_txn(|s| {
                 for w in &written {
@@ -900,13 +868,17 @@ fn encode_and_write(
 
 /// Makes the renames of written pieces durable: every segment of a tier is in the tier's
 /// directory, so one fsync of it covers them all.
-fn sync_tier_dir(dir: &std::path::Path, pieces: &[Piece]) -> Result<()> {
-    if let Some(p) = pieces.first() {
+fn sync_tier_dir<'a>(
+    dir: &std::path::Path,
+    pieces: impl IntoIterator<Item = &'a Piece>,
+) -> Result<()> {
+    let mut pieces = pieces.into_iter().peekable();
+    if let Some(p) = pieces.peek() {
         let file = dir.join(&p.path);
         segment::sync_dir(file.parent().context("segment path has no directory")?)?;
-        for _ in pieces {
-            crate::crash::point("segment-renamed");
-        }
+    }
+    for _ in pieces {
+        crate::crash::point("segment-renamed");
     }
     Ok(())
 }

@@ -105,18 +105,28 @@ impl SymSink for SymbolLog {
 }
 
 /// Symbol counts per table, gathered before the tables are normalised.
-pub struct Counts(pub Vec<[u32; NSYM]>);
+pub struct Counts {
+    counts: Vec<[u32; NSYM]>,
+    /// Which tables have a count: a segment uses a few dozen of them, and the rest need not
+    /// be looked at.
+    used: Vec<bool>,
+}
 
 impl Default for Counts {
     fn default() -> Counts {
-        Counts(vec![[0; NSYM]; NFAM * NCTX])
+        Counts {
+            counts: vec![[0; NSYM]; NFAM * NCTX],
+            used: vec![false; NFAM * NCTX],
+        }
     }
 }
 
 impl Counts {
     pub fn add(&mut self, log: &[u32]) {
         for &s in log {
-            self.0[(s >> 8) as usize][(s & 0xFF) as usize] += 1;
+            let t = (s >> 8) as usize;
+            self.counts[t][(s & 0xFF) as usize] += 1;
+            self.used[t] = true;
         }
     }
 }
@@ -137,6 +147,8 @@ pub const FAMILY_NAMES: [&str; NFAM] = [
 pub struct Tables {
     freq: Vec<[u16; NSYM]>,
     start: Vec<[u16; NSYM]>,
+    /// Which tables have frequencies.
+    used: Vec<bool>,
 }
 
 /// Scales `counts` to frequencies summing to `M`, every used symbol keeping at least 1.
@@ -173,16 +185,24 @@ fn normalize(counts: &[u32; NSYM]) -> [u16; NSYM] {
 
 impl Tables {
     pub fn from_counts(counts: &Counts) -> Tables {
-        let freq: Vec<[u16; NSYM]> = counts.0.iter().map(normalize).collect();
-        let start = freq.iter().map(starts).collect();
-        Tables { freq, start }
+        let mut freq = vec![[0u16; NSYM]; counts.counts.len()];
+        let mut start = vec![[0u16; NSYM]; counts.counts.len()];
+        for (t, c) in counts.counts.iter().enumerate() {
+            if counts.used[t] {
+                freq[t] = normalize(c);
+                start[t] = starts(&freq[t]);
+            }
+        }
+        Tables {
+            freq,
+            start,
+            used: counts.used.clone(),
+        }
     }
 
     /// Writes the used tables: count, then per table its index, used symbols and frequencies.
     pub fn write(&self, out: &mut Vec<u8>) {
-        let used: Vec<usize> = (0..self.freq.len())
-            .filter(|&t| self.freq[t].iter().any(|&f| f > 0))
-            .collect();
+        let used: Vec<usize> = (0..self.freq.len()).filter(|&t| self.used[t]).collect();
         put_varint(out, used.len() as u64);
         for t in used {
             put_varint(out, t as u64);
@@ -199,9 +219,10 @@ impl Tables {
     pub fn read(r: &mut ByteReader<'_>) -> Result<Tables> {
         let n = r.varint_max((NFAM * NCTX) as u64, "entropy table count")?;
         let mut freq = vec![[0u16; NSYM]; NFAM * NCTX];
+        let mut used = vec![false; NFAM * NCTX];
         for _ in 0..n {
             let t = r.varint_max((NFAM * NCTX - 1) as u64, "entropy table index")? as usize;
-            if freq[t].iter().any(|&f| f > 0) {
+            if std::mem::replace(&mut used[t], true) {
                 return Err(Error::corrupt(format!("entropy table {t} appears twice")));
             }
             let k = r.varint_max(NSYM as u64, "entropy table size")?;
@@ -223,8 +244,12 @@ impl Tables {
                 )));
             }
         }
-        let start = freq.iter().map(starts).collect();
-        Ok(Tables { freq, start })
+        let start = freq
+            .iter()
+            .zip(&used)
+            .map(|(f, &u)| if u { starts(f) } else { [0; NSYM] })
+            .collect();
+        Ok(Tables { freq, start, used })
     }
 
     /// Per-symbol encoder constants for every used table (Giesen's reciprocal form, which
@@ -235,7 +260,7 @@ impl Tables {
         let mut slot = vec![u32::MAX; self.freq.len()];
         let mut tables = Vec::new();
         for (t, (freq, start)) in self.freq.iter().zip(&self.start).enumerate() {
-            if freq.iter().all(|&f| f == 0) {
+            if !self.used[t] {
                 continue;
             }
             slot[t] = tables.len() as u32;
@@ -301,8 +326,9 @@ impl Tables {
         self.freq
             .iter()
             .zip(&self.start)
-            .map(|(freq, start)| {
-                if freq.iter().all(|&f| f == 0) {
+            .zip(&self.used)
+            .map(|((freq, start), &used)| {
+                if !used {
                     return None;
                 }
                 let mut t = Box::new(DecSlots {
