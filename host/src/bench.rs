@@ -254,36 +254,75 @@ fn hot_figures(
     // 4a. The shipped policy at full coin scale: the whole hot tier ages into warm at once,
     // ~846 coins per warm segment as in production.
     store.set_runtime(rt.clone());
-    store.checkpoint()?;
     let shipped = tiers_from_policy(&all_columnar_policy());
-    let plan = Plan::load(rt, &shipped)?;
     let hot_keep = shipped[0].keep.unwrap_or(0);
     let newest = history.ts.iter().copied().max().unwrap_or(0) + cfg.batches as i64 * 3_600_000;
     progress("tier transition of the whole hot tier, policy as shipped");
-    let (t, cpu) = (Instant::now(), cpu_seconds());
-    let reports = store.tier(&plan, newest + 3_600_000 + hot_keep, false)?;
-    let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - cpu);
-    let moved = reports.first().map_or(0, |r| r.rows_read);
-    figures.push(Figure {
-        name: "tier transition through a wasm codec, all coins, policy as shipped".into(),
-        value: moved as f64 / secs,
-        unit: "rec/s".into(),
-        target: 3e6,
-        higher_is_better: true,
-        prototype: Some(4_280.0),
-        scale: format!(
-            "{moved} hot rows ({} coins x {} days hourly and {} hourly batches) through the all-columnar policy as shipped (warm {} buckets), hot -> warm in {secs:.2} s ({cpu:.2} CPU s), {} warm segments",
-            cfg.hourly_coins,
-            cfg.hot_days,
-            cfg.batches,
-            shipped[1].coin_buckets,
-            reports.first().map_or(0, |r| r.segments_written),
-        ),
-    });
+    figures.push(transition_figure(
+        &mut store,
+        &Plan::load(rt, &shipped)?,
+        newest + 3_600_000 + hot_keep,
+        "all coins, policy as shipped",
+        |t| {
+            format!(
+                "{} hot rows ({} coins x {} days hourly and {} hourly batches) through the all-columnar policy as shipped (warm {} buckets), hot -> warm in {:.2} s ({:.2} CPU s), {} warm segments",
+                t.moved,
+                cfg.hourly_coins,
+                cfg.hot_days,
+                cfg.batches,
+                shipped[1].coin_buckets,
+                t.secs,
+                t.cpu,
+                t.segments
+            )
+        },
+    )?);
     // Removed now, so that writing back its pages does not slow the figures that follow.
     drop(store);
     std::fs::remove_dir_all(root.join("hot"))?;
     Ok(())
+}
+
+/// What one timed transition did, for its figure's scale text.
+struct Timed {
+    /// Hot rows moved.
+    moved: u64,
+    secs: f64,
+    cpu: f64,
+    /// Segments written by the move out of hot.
+    segments: u64,
+}
+
+/// Runs every transition due at `now` on `store` and returns its figure: hot rows moved per
+/// second, against the target of 3 M. The store is checkpointed first: its history was
+/// collected long before it ages out, so the transition is not billed for flushing the import.
+fn transition_figure(
+    store: &mut Store,
+    plan: &Plan,
+    now: i64,
+    what: &str,
+    scale: impl FnOnce(&Timed) -> String,
+) -> Result<Figure> {
+    store.checkpoint()?;
+    let (t, cpu) = (Instant::now(), cpu_seconds());
+    let reports = store.tier(plan, now, false)?;
+    let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - cpu);
+    let first = reports.first();
+    let timed = Timed {
+        moved: first.map_or(0, |r| r.rows_read),
+        secs,
+        cpu,
+        segments: first.map_or(0, |r| r.segments_written),
+    };
+    Ok(Figure {
+        name: format!("tier transition through a wasm codec, {what}"),
+        value: timed.moved as f64 / secs,
+        unit: "rec/s".into(),
+        target: 3e6,
+        higher_is_better: true,
+        prototype: Some(4_280.0),
+        scale: scale(&timed),
+    })
 }
 
 /// CPU time (user + system) of this process so far, in seconds (NaN where not measured).
@@ -350,29 +389,24 @@ fn transition_figures(
         let mut s = Store::open(&dir)?;
         s.set_runtime(rt.clone());
         s.ingest(&sorted, &[])?;
-        // The history was collected long before it ages out: start from a store with nothing
-        // left to write back, so the transition is not billed for flushing the import.
-        s.checkpoint()?;
-        let plan = Plan::load(rt, defs)?;
         progress(&format!("tier transition, {what}"));
-        let (t, cpu) = (Instant::now(), cpu_seconds());
-        let reports = s.tier(&plan, end + 3_600_000, false)?;
-        let (secs, cpu) = (t.elapsed().as_secs_f64(), cpu_seconds() - cpu);
-        let moved = reports.first().map_or(0, |r| r.rows_read);
-        figures.push(Figure {
-            name: format!("tier transition through a wasm codec, {what}"),
-            value: moved as f64 / secs,
-            unit: "rec/s".into(),
-            target: 3e6,
-            higher_is_better: true,
-            prototype: Some(4_280.0),
-            scale: format!(
-                "{moved} hot rows ({} coins x {} days hourly) through the all-columnar policy (sample + columnar; buckets: {}), hot -> warm -> cold -> archive in {secs:.2} s ({cpu:.2} CPU s)",
-                cfg.history_coins,
-                cfg.history_days,
-                buckets(defs),
-            ),
-        });
+        figures.push(transition_figure(
+            &mut s,
+            &Plan::load(rt, defs)?,
+            end + 3_600_000,
+            what,
+            |t| {
+                format!(
+                    "{} hot rows ({} coins x {} days hourly) through the all-columnar policy (sample + columnar; buckets: {}), hot -> warm -> cold -> archive in {:.2} s ({:.2} CPU s)",
+                    t.moved,
+                    cfg.history_coins,
+                    cfg.history_days,
+                    buckets(defs),
+                    t.secs,
+                    t.cpu
+                )
+            },
+        )?);
         if let Some(done) = store.replace(s) {
             let dir = done.dir().to_path_buf();
             drop(done);

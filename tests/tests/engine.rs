@@ -145,6 +145,16 @@ fn fnv_bucket(id: &str, buckets: u32) -> u32 {
 }
 
 impl Model {
+    /// An empty store of `coins`, with `tiers` tiers.
+    fn new(coins: &[CoinMeta], tiers: usize) -> Model {
+        Model {
+            coins: coins.iter().map(|m| m.id.clone()).collect(),
+            hot: BTreeMap::new(),
+            segs: (0..tiers).map(|_| Vec::new()).collect(),
+            last_kept: (0..tiers).map(|_| BTreeMap::new()).collect(),
+        }
+    }
+
     fn ingest(&mut self, b: &Batch) {
         for r in 0..b.len() {
             let coin = self
@@ -334,12 +344,7 @@ fn ingest_tier_query_against_model() {
     };
     let mut store = Store::open_with(dir.path(), options).unwrap();
     store.set_runtime(runtime().clone());
-    let mut model = Model {
-        coins: meta.iter().map(|m| m.id.clone()).collect(),
-        hot: BTreeMap::new(),
-        segs: (0..tiers.len()).map(|_| Vec::new()).collect(),
-        last_kept: (0..tiers.len()).map(|_| BTreeMap::new()).collect(),
-    };
+    let mut model = Model::new(&meta, tiers.len());
 
     // Tier runs at these days; data up to each is ingested first: in bulk (one batch per
     // 10 days), except the last two days before each run, ingested hour by hour.
@@ -437,12 +442,7 @@ fn recent_hot_rows_age_out_without_a_merge() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(dir.path()).unwrap();
     store.set_runtime(runtime().clone());
-    let mut model = Model {
-        coins: meta.iter().map(|m| m.id.clone()).collect(),
-        hot: BTreeMap::new(),
-        segs: (0..tiers.len()).map(|_| Vec::new()).collect(),
-        last_kept: (0..tiers.len()).map(|_| BTreeMap::new()).collect(),
-    };
+    let mut model = Model::new(&meta, tiers.len());
     // One timestamp per batch: every row lands in `hot_recent`, and 6 coins × 960 hours stay
     // far below the merge threshold (a day of 13.6k coins), so none reaches `hot`.
     for hour in 0..days * 24 {
