@@ -257,9 +257,15 @@ impl Store {
             self.merge_recent_in_txn()?;
             "hot"
         };
-        let vals: Vec<[u8; VALS_LEN]> = order
-            .iter()
-            .map(|&i| {
+        // Values are packed a statement's worth at a time (a whole import at once would be
+        // 36 bytes a row more of peak memory).
+        let mut vals = [[0u8; VALS_LEN]; ROWS_PER_INSERT];
+        let mut full = self
+            .conn
+            .prepare_cached(&insert_sql(table, ROWS_PER_INSERT))?;
+        let mut single = self.conn.prepare_cached(&insert_sql(table, 1))?;
+        for chunk in order.chunks(ROWS_PER_INSERT) {
+            for (v, &i) in vals.iter_mut().zip(chunk) {
                 let i = i as usize;
                 let values = [
                     batch.price[i],
@@ -267,33 +273,17 @@ impl Store {
                     batch.volume[i],
                     batch.supply[i],
                 ];
-                pack_values(values, batch.rank[i])
-            })
-            .collect();
-        let param = |k: usize| -> [ToSqlOutput<'_>; 3] {
-            let i = order[k] as usize;
-            [
-                ToSqlOutput::Owned(Value::Integer(ids[batch.coin_index[i] as usize])),
-                ToSqlOutput::Owned(Value::Integer(batch.ts[i])),
-                ToSqlOutput::Borrowed(ValueRef::Blob(&vals[k])),
-            ]
-        };
-        let mut params: Vec<ToSqlOutput<'_>> = Vec::with_capacity(3 * ROWS_PER_INSERT);
-        let full = order.len() / ROWS_PER_INSERT * ROWS_PER_INSERT;
-        {
-            let mut st = self
-                .conn
-                .prepare_cached(&insert_sql(table, ROWS_PER_INSERT))?;
-            for start in (0..full).step_by(ROWS_PER_INSERT) {
-                params.clear();
-                params.extend((start..start + ROWS_PER_INSERT).flat_map(param));
-                st.execute(rusqlite::params_from_iter(params.iter()))?;
+                *v = pack_values(values, batch.rank[i]);
             }
-        }
-        if full < order.len() {
-            let mut st = self.conn.prepare_cached(&insert_sql(table, 1))?;
-            for k in full..order.len() {
-                st.execute(rusqlite::params_from_iter(param(k).iter()))?;
+            let row = |(&i, v)| row_params(&ids, batch, i, v);
+            if chunk.len() == ROWS_PER_INSERT {
+                full.execute(rusqlite::params_from_iter(
+                    chunk.iter().zip(&vals).flat_map(row),
+                ))?;
+            } else {
+                for r in chunk.iter().zip(&vals) {
+                    single.execute(rusqlite::params_from_iter(row(r)))?;
+                }
             }
         }
         if recent {
@@ -449,6 +439,21 @@ impl Store {
         };
         read_hot(&self.conn, self.recent_rows > 0, id, &range, out)
     }
+}
+
+/// The parameters of one row of an `insert_sql` statement: coin id, ts and packed values.
+fn row_params<'a>(
+    ids: &[i64],
+    batch: &Batch,
+    i: u32,
+    vals: &'a [u8; VALS_LEN],
+) -> [ToSqlOutput<'a>; 3] {
+    let i = i as usize;
+    [
+        ToSqlOutput::Owned(Value::Integer(ids[batch.coin_index[i] as usize])),
+        ToSqlOutput::Owned(Value::Integer(batch.ts[i])),
+        ToSqlOutput::Borrowed(ValueRef::Blob(vals)),
+    ]
 }
 
 /// The `sql_read!` query of `hot_recent` (or `hot`), newest rows first (or oldest).
