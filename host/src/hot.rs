@@ -337,7 +337,16 @@ impl Store {
                 .execute("DELETE FROM hot_recent WHERE ts < ?1", [cut])?;
             self.recent_rows = self.recent_rows.saturating_sub(gone as u64);
         }
-        if self.staying_at_least(cut, coins, moving)? {
+        // Per coin, the oldest timestamp that stays: the cut for the coins that moved, all of
+        // their rows for the others.
+        let listed: std::collections::HashSet<i64> = coins.iter().copied().collect();
+        let mut stay_from: Vec<(i64, i64)> = self
+            .coin_ids
+            .values()
+            .map(|&id| (id, if listed.contains(&id) { cut } else { i64::MIN }))
+            .collect();
+        stay_from.sort_unstable();
+        if self.staying_at_least(&stay_from, moving)? {
             let mut del = self
                 .conn
                 .prepare_cached("DELETE FROM hot WHERE coin = ?1 AND ts < ?2")?;
@@ -350,15 +359,11 @@ impl Store {
             "DROP TABLE IF EXISTS hot_swap; {}",
             HOT_TABLE.replace("hot (", "hot_swap (")
         ))?;
-        let mut ids: Vec<i64> = self.coin_ids.values().copied().collect();
-        ids.sort_unstable();
-        let listed: std::collections::HashSet<i64> = coins.iter().copied().collect();
         {
             let mut copy = self
                 .conn
                 .prepare("INSERT INTO hot_swap SELECT * FROM hot WHERE coin = ?1 AND ts >= ?2")?;
-            for id in ids {
-                let from = if listed.contains(&id) { cut } else { i64::MIN };
+            for (id, from) in stay_from {
                 copy.execute(rusqlite::params![id, from])?;
             }
         }
@@ -389,17 +394,15 @@ impl Store {
         Ok(false)
     }
 
-    /// Whether at least `moving` `hot` rows stay when those older than `cut` of `coins` leave.
-    /// Counts along the primary key, coin by coin, and stops as soon as it knows: the cost
-    /// follows the smaller side, where `count(*)` would read the whole table.
-    fn staying_at_least(&self, cut: i64, coins: &[i64], moving: u64) -> Result<bool> {
-        let listed: std::collections::HashSet<i64> = coins.iter().copied().collect();
+    /// Whether at least `moving` `hot` rows stay, `stay_from` giving each coin's oldest
+    /// timestamp that stays. Counts along the primary key, coin by coin, and stops as soon as it
+    /// knows: the cost follows the smaller side, where `count(*)` would read the whole table.
+    fn staying_at_least(&self, stay_from: &[(i64, i64)], moving: u64) -> Result<bool> {
         let mut count = self
             .conn
             .prepare_cached("SELECT count(*) FROM hot WHERE coin = ?1 AND ts >= ?2")?;
         let mut staying = 0u64;
-        for &id in self.coin_ids.values() {
-            let from = if listed.contains(&id) { cut } else { i64::MIN };
+        for &(id, from) in stay_from {
             let n: i64 = count.query_row(rusqlite::params![id, from], |r| r.get(0))?;
             staying += n as u64;
             if staying >= moving {
