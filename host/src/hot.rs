@@ -227,7 +227,7 @@ impl Store {
             );
         }
         let ids = self.intern_coins(&batch.coins, meta)?;
-        crate::crash::point("ingest-chunk");
+        crate::crash::point("ingest-chunk").context("ingesting a chunk")?;
         if batch.is_empty() {
             return Ok(IngestStats::default());
         }

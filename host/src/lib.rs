@@ -34,6 +34,7 @@ pub mod plan;
 pub mod plugin;
 pub mod policy;
 pub mod query;
+pub mod roundtrip;
 pub mod segment;
 pub mod source;
 pub mod store;

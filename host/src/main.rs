@@ -31,9 +31,13 @@ struct Global {
     /// Time limit per plugin call, in seconds.
     #[arg(long, global = true, default_value_t = 60.0, value_name = "SECS")]
     plugin_time: f64,
-    /// Largest output of one plugin call, in MiB.
+    /// Largest output of any plugin call, in MiB.
     #[arg(long, global = true, default_value_t = 1024, value_name = "MIB")]
     plugin_output: usize,
+    /// A plugin call's output may be at most this many times the raw bytes of its input rows
+    /// (at least 16 MiB, at most --plugin-output).
+    #[arg(long, global = true, default_value_t = 16, value_name = "RATIO")]
+    plugin_output_ratio: usize,
     /// Log level filter (e.g. `info`, `strata=debug`); also read from RUST_LOG.
     #[arg(long, global = true, value_name = "FILTER")]
     log: Option<String>,
@@ -222,6 +226,9 @@ enum Command {
         to: Option<String>,
         #[arg(long, value_enum, default_value_t = OutFormat::Table)]
         format: OutFormat,
+        /// Leave out segments that cannot be read (named on stderr) instead of failing.
+        #[arg(long)]
+        skip_damaged: bool,
     },
     /// A coin's newest rows.
     Latest {
@@ -230,6 +237,9 @@ enum Command {
         n: usize,
         #[arg(long, value_enum, default_value_t = OutFormat::Table)]
         format: OutFormat,
+        /// Leave out segments that cannot be read (named on stderr) instead of failing.
+        #[arg(long)]
+        skip_damaged: bool,
     },
     /// Rows, segments, bytes and time range per tier.
     Stats,
@@ -332,6 +342,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints an answer, naming on stderr the segments it skipped; exits 2 if it skipped any, so
+/// a script notices the answer is partial.
+fn answer_with_skips(answer: &strata::query::Answer, format: OutFormat) -> Result<ExitCode> {
+    print_answer(answer, format)?;
+    for s in &answer.skipped {
+        eprintln!("strata: skipped damaged segment {s}");
+    }
+    Ok(if answer.skipped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
 fn init_logging(filter: Option<&str>) {
     let filter = filter
         .map(tracing_subscriber::EnvFilter::new)
@@ -355,6 +379,8 @@ fn runtime(g: &Global) -> Result<Runtime> {
             memory_bytes: g.plugin_memory << 20,
             time: Duration::from_secs_f64(g.plugin_time),
             output_bytes: g.plugin_output << 20,
+            output_ratio: g.plugin_output_ratio,
+            ..Limits::default()
         },
         cache_dir: g
             .cache_dir
@@ -386,6 +412,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 time: rt.limits().time.max(Duration::from_secs(900)),
                 memory_bytes: rt.limits().memory_bytes.max(3 << 30),
                 output_bytes: rt.limits().output_bytes.max(2 << 30),
+                ..rt.limits().clone()
             });
             let mut batch = read_input(&input, &source)?;
             if let Some(n) = limit.filter(|&n| n < batch.len()) {
@@ -675,6 +702,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     r.segments_removed,
                     if dry_run { " (dry run)" } else { "" }
                 );
+                for w in &r.warnings {
+                    println!("  note: {w}");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -683,6 +713,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             from,
             to,
             format,
+            skip_damaged,
         } => {
             let store = open_store(&cli.global)?;
             let from = from
@@ -695,13 +726,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .map(parse_time)
                 .transpose()?
                 .unwrap_or(i64::MAX);
-            print_answer(&store.query(&coin, from, to)?, format)?;
-            Ok(ExitCode::SUCCESS)
+            answer_with_skips(&store.query_with(&coin, from, to, skip_damaged)?, format)
         }
-        Command::Latest { coin, n, format } => {
+        Command::Latest {
+            coin,
+            n,
+            format,
+            skip_damaged,
+        } => {
             let store = open_store(&cli.global)?;
-            print_answer(&store.latest(&coin, n)?, format)?;
-            Ok(ExitCode::SUCCESS)
+            answer_with_skips(&store.latest_with(&coin, n, skip_damaged)?, format)
         }
         Command::Stats => {
             let store = open_store(&cli.global)?;

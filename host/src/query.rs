@@ -20,6 +20,9 @@ pub struct Answer {
     pub rows: Batch,
     /// Per row: the tier that holds it.
     pub tier: Vec<Rc<str>>,
+    /// Segments left out because they could not be read (only when asked to skip damaged
+    /// segments): each as "path: why".
+    pub skipped: Vec<String>,
 }
 
 impl Answer {
@@ -44,8 +47,15 @@ impl Store {
             .with_context(|| format!("unknown coin `{coin}` (no row of it was ever ingested)"))
     }
 
-    /// Rows of `coin` with `from <= ts <= to`, from every tier.
+    /// Rows of `coin` with `from <= ts <= to`, from every tier. A segment that cannot be read
+    /// (missing, damaged, its codec failing) fails the query, naming it.
     pub fn query(&self, coin: &str, from: i64, to: i64) -> Result<Answer> {
+        self.query_with(coin, from, to, false)
+    }
+
+    /// [`query`](Self::query); with `skip_damaged`, a segment that cannot be read is left out
+    /// and named in [`Answer::skipped`], and every row that can be read is returned.
+    pub fn query_with(&self, coin: &str, from: i64, to: i64, skip_damaged: bool) -> Result<Answer> {
         let id = self.known(coin)?;
         let hot: Rc<str> = Rc::from("hot");
         let mut parts: Vec<(Batch, Rc<str>)> = Vec::new();
@@ -54,14 +64,30 @@ impl Store {
         parts.push((h, hot));
         let filter = [coin.to_string()];
         let segments = self.segments_for_coin(id, from, to)?;
-        for (s, b) in segments.iter().zip(self.read_segments(&segments, &filter)?) {
-            parts.push((only(&b, coin, from, to), Rc::from(s.tier.as_str())));
+        let mut skipped = Vec::new();
+        for (s, b) in segments
+            .iter()
+            .zip(self.read_segments_each(&segments, &filter))
+        {
+            match b {
+                Ok(b) => parts.push((only(&b, coin, from, to), Rc::from(s.tier.as_str()))),
+                Err(e) if skip_damaged => skipped.push(format!("{}: {e:#}", s.path)),
+                Err(e) => return Err(damaged(e)),
+            }
         }
-        Ok(merge(coin, parts, None))
+        let mut answer = merge(coin, parts, None);
+        answer.skipped = skipped;
+        Ok(answer)
     }
 
     /// The newest `n` rows of `coin`, oldest first.
     pub fn latest(&self, coin: &str, n: usize) -> Result<Answer> {
+        self.latest_with(coin, n, false)
+    }
+
+    /// [`latest`](Self::latest), skipping damaged segments as [`query_with`](Self::query_with)
+    /// does.
+    pub fn latest_with(&self, coin: &str, n: usize, skip_damaged: bool) -> Result<Answer> {
         let id = self.known(coin)?;
         if n <= LATEST_CACHE_ROWS {
             if self.latest.borrow().get(id).is_none() {
@@ -94,6 +120,7 @@ impl Store {
                 return Ok(Answer {
                     rows: b,
                     tier: vec![hot; n],
+                    skipped: Vec::new(),
                 });
             }
             // Fewer than n hot rows: the rest comes from colder tiers.
@@ -103,28 +130,45 @@ impl Store {
         if h.len() == n {
             h.reverse_rows();
             let tier = vec![Rc::<str>::from("hot"); n];
-            return Ok(Answer { rows: h, tier });
+            return Ok(Answer {
+                rows: h,
+                tier,
+                skipped: Vec::new(),
+            });
         }
         let mut parts = vec![(h, Rc::<str>::from("hot"))];
         let filter = [coin.to_string()];
         let mut have: Vec<i64> = parts[0].0.ts.clone();
+        let mut skipped = Vec::new();
         for s in self.segments_for_coin(id, i64::MIN, i64::MAX)? {
             // Segments come newest first by max_ts: stop once n rows are newer than this one.
             have.sort_unstable_by(|a, b| b.cmp(a));
             if have.len() >= n && have[n - 1] > s.max_ts {
                 break;
             }
-            let b = only(
-                &self.read_segment(&s, Some(&filter))?,
-                coin,
-                i64::MIN,
-                i64::MAX,
-            );
+            let b = match self.read_segment(&s, Some(&filter)) {
+                Ok(b) => only(&b, coin, i64::MIN, i64::MAX),
+                Err(e) if skip_damaged => {
+                    skipped.push(format!("{}: {e:#}", s.path));
+                    continue;
+                }
+                Err(e) => return Err(damaged(e)),
+            };
             have.extend_from_slice(&b.ts);
             parts.push((b, Rc::from(s.tier.as_str())));
         }
-        Ok(merge(coin, parts, Some(n)))
+        let mut answer = merge(coin, parts, Some(n));
+        answer.skipped = skipped;
+        Ok(answer)
     }
+}
+
+/// A segment read failure, with the way around it.
+fn damaged(e: anyhow::Error) -> anyhow::Error {
+    e.context(
+        "a segment this query needs cannot be read (`strata verify` checks them all; \
+         `--skip-damaged` returns every row that can be read and names what was skipped)",
+    )
 }
 
 /// The rows of `coin` in `[from, to]`, in a one-coin batch.
@@ -179,6 +223,7 @@ fn merge(coin: &str, parts: Vec<(Batch, Rc<str>)>, last: Option<usize>) -> Answe
     let mut out = Answer {
         rows: single(coin),
         tier: Vec::with_capacity(idx.len()),
+        skipped: Vec::new(),
     };
     // Extra columns (e.g. a rollup's open/high/low/count) of any part; NaN where a row has none.
     for (b, _) in &parts {

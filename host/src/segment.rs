@@ -30,9 +30,67 @@ pub fn window_start(ts: i64, window: i64) -> i64 {
     ts.div_euclid(window) * window
 }
 
-/// The relative path of a segment (with `/`).
-pub fn relative_path(tier: &str, window_start: i64, bucket: u32, seq: u32, ext: &str) -> String {
-    format!("segments/{tier}/{window_start}-{bucket:03}-{seq}.{ext}")
+/// The relative path of a segment (with `/`). Checked (see [`check_relative`]): the tier name
+/// comes from a policy file and the extension from a plugin, so neither may steer the path.
+pub fn relative_path(
+    tier: &str,
+    window_start: i64,
+    bucket: u32,
+    seq: u32,
+    ext: &str,
+) -> Result<String> {
+    let rel = format!("segments/{tier}/{window_start}-{bucket:03}-{seq}.{ext}");
+    check_relative(&rel)?;
+    Ok(rel)
+}
+
+/// Checks that `rel` has the shape of a segment path, `segments/<tier>/<window>-<bucket>-<seq>.<ext>`
+/// with a tier of `a-z 0-9 - _`, decimal numbers and an extension of `a-z 0-9 . - _` without
+/// `..`: so it names a file directly inside a tier's directory under `segments/`, and can
+/// neither climb out of the data directory nor be absolute nor name a temporary file. Every
+/// path the engine reads, writes or deletes from the catalog is checked with this first.
+pub fn check_relative(rel: &str) -> Result<()> {
+    let bad = || {
+        anyhow::anyhow!(
+            "refusing segment path {rel:?}: not of the form segments/<tier>/<window>-<bucket>-<seq>.<ext>"
+        )
+    };
+    let mut parts = rel.split('/');
+    let (Some("segments"), Some(tier), Some(file), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let tier_ok = !tier.is_empty()
+        && tier
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    let (stem, ext) = file.split_once('.').ok_or_else(bad)?;
+    let stem = stem.strip_prefix('-').unwrap_or(stem);
+    let nums: Vec<&str> = stem.split('-').collect();
+    let stem_ok = nums.len() == 3
+        && nums
+            .iter()
+            .all(|n| !n.is_empty() && n.len() <= 20 && n.bytes().all(|b| b.is_ascii_digit()));
+    let ext_ok = !ext.is_empty()
+        && !ext.contains("..")
+        && !ext.ends_with('.')
+        && !ext.ends_with(".tmp")
+        && ext != "tmp"
+        && ext.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'_'
+        });
+    if tier_ok && stem_ok && ext_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// The file of segment `rel` in the data directory `dir`, after [`check_relative`].
+pub fn resolve(dir: &Path, rel: &str) -> Result<PathBuf> {
+    check_relative(rel)?;
+    Ok(dir.join(rel))
 }
 
 /// sha256 of `bytes`, lowercase hex (the segment checksum).
@@ -55,10 +113,12 @@ pub fn write_renamed(path: &Path, bytes: &[u8]) -> Result<()> {
         let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         f.write_all(bytes)
             .with_context(|| format!("writing {}", tmp.display()))?;
-        crate::crash::point("segment-written");
+        crate::crash::point("segment-written")
+            .with_context(|| format!("writing {}", tmp.display()))?;
         f.sync_all()
             .with_context(|| format!("syncing {}", tmp.display()))?;
-        crate::crash::point("segment-synced");
+        crate::crash::point("segment-synced")
+            .with_context(|| format!("syncing {}", tmp.display()))?;
     }
     std::fs::rename(&tmp, path)
         .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
@@ -95,6 +155,35 @@ mod tests {
         let day = 86_400_000;
         assert_eq!(window_start(day * 30 + 5, day * 30), day * 30);
         assert_eq!(window_start(-1, day), -day);
+    }
+
+    #[test]
+    fn segment_paths_cannot_leave_their_tier_directory() {
+        assert_eq!(
+            relative_path("warm", -86_400_000, 3, 7, "jsonl.gz").unwrap(),
+            "segments/warm/-86400000-003-7.jsonl.gz"
+        );
+        for ext in [
+            "../../x", "a/b", "", ".", "x..y", "tmp", "gz.tmp", "a\\b", "ü", "x.",
+        ] {
+            assert!(relative_path("warm", 0, 0, 0, ext).is_err(), "{ext:?}");
+        }
+        for tier in ["..", "", "a/b", "Warm"] {
+            assert!(relative_path(tier, 0, 0, 0, "bin").is_err(), "{tier:?}");
+        }
+        for rel in [
+            "/etc/passwd",
+            "segments/warm/../../strata.db",
+            "segments/warm/0-000-0.bin/x",
+            "segments/../strata.db",
+            "strata.db",
+            "segments/warm/a-000-0.bin",
+            "segments/warm/0-000-0.bin.tmp",
+        ] {
+            assert!(check_relative(rel).is_err(), "{rel:?}");
+            assert!(resolve(Path::new("/data"), rel).is_err(), "{rel:?}");
+        }
+        assert!(check_relative("segments/cold-2/1704067200000-012-3.parquet").is_ok());
     }
 
     #[test]

@@ -456,11 +456,14 @@ impl Store {
     /// Runs `f` in one write transaction (`BEGIN IMMEDIATE` … `COMMIT`); rolls back on error.
     pub(crate) fn write_txn<T>(&mut self, f: impl FnOnce(&mut Store) -> Result<T>) -> Result<T> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        match f(self) {
+        let done = f(self).and_then(|v| {
+            crate::crash::point("before-commit").context("committing")?;
+            self.conn.execute_batch("COMMIT").context("committing")?;
+            Ok(v)
+        });
+        match done {
             Ok(v) => {
-                crate::crash::point("before-commit");
-                self.conn.execute_batch("COMMIT")?;
-                crate::crash::point("after-commit");
+                crate::crash::point("after-commit").context("after committing")?;
                 Ok(v)
             }
             Err(e) => {

@@ -30,6 +30,7 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use strata_plugin_sdk::{Batch, Selection};
@@ -164,6 +165,38 @@ pub struct MoveReport {
     pub segments_written: u64,
     pub segments_removed: u64,
     pub bytes_written: u64,
+    /// What the command should tell the user: each destination window of which the retention
+    /// rule kept none of the rows that had it as their destination.
+    pub warnings: Vec<String>,
+    /// Per destination window: rows that left for it, rows kept in it.
+    pub(crate) windows: std::collections::BTreeMap<i64, (u64, u64)>,
+}
+
+impl MoveReport {
+    /// Turns `windows` into `warnings` once a transition is done.
+    fn warn_empty_windows(&mut self, retention: &str) {
+        let empty: Vec<(i64, u64)> = self
+            .windows
+            .iter()
+            .filter(|&(_, &(rows, kept))| rows > 0 && kept == 0)
+            .map(|(&w, &(rows, _))| (w, rows))
+            .collect();
+        const SHOWN: usize = 5;
+        for &(w, rows) in empty.iter().take(SHOWN) {
+            self.warnings.push(format!(
+                "retention `{retention}` of tier `{}` kept none of the {rows} rows of the window starting {}",
+                self.to,
+                chrono::DateTime::from_timestamp_millis(w).map_or_else(|| format!("{w} ms"), |t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            ));
+        }
+        if empty.len() > SHOWN {
+            self.warnings.push(format!(
+                "… and {} more windows of tier `{}` of which `{retention}` kept nothing",
+                empty.len() - SHOWN,
+                self.to
+            ));
+        }
+    }
 }
 
 /// Survivors of a coin bucket held before they are written, and rows of source segments read
@@ -348,9 +381,22 @@ impl Store {
             let (src, dst) = (&plan.tiers[i], &plan.tiers[i + 1]);
             let Some(keep) = src.def.keep else { break };
             let (policy, popts) = dst.retention.as_ref().expect("checked by Plan::load");
-            let mut cut = now.saturating_sub(keep);
+            // The host decides what may move: nothing younger than the source's `keep`. A
+            // rollup's bucket start may only move the cut earlier (`bucket_starts` refuses a
+            // start after its timestamp), never later.
+            let limit = now.saturating_sub(keep);
+            let mut cut = limit;
             if policy.info.rolls_up {
-                cut = policy.bucket_starts(&[cut], popts)?[0];
+                cut = policy.bucket_starts(&[limit], popts).with_context(|| {
+                    format!("tier `{}`: the cut of `{}`", dst.def.name, src.def.name)
+                })?[0];
+            }
+            if cut > limit {
+                bail!(
+                    "tier `{}`: cut {cut} is younger than `{}` keeps ({limit}); refusing to move",
+                    dst.def.name,
+                    src.def.name
+                );
             }
             let mut report = MoveReport {
                 from: src.def.name.clone(),
@@ -368,6 +414,7 @@ impl Store {
             if !dry_run {
                 self.set_watermark(&src.def.name, cut)?;
             }
+            report.warn_empty_windows(&policy.meta.name);
             reports.push(report);
         }
         if !dry_run {
@@ -411,30 +458,50 @@ impl Store {
         // selects the next groups: encoding and fsyncs overlap reading and selecting.
         let (wtx, wrx) = std::sync::mpsc::sync_channel::<Vec<Piece>>(1);
         let (codec, dir) = (dst.codec_ref(), self.dir.clone());
-        let done = std::thread::scope(|scope| -> Result<Vec<(Vec<Piece>, Vec<_>)>> {
+        // Set by the first failure, on either side: the others stop at their next step.
+        let abort = AtomicBool::new(false);
+        let (selected, done) = std::thread::scope(|scope| {
             scope.spawn(move || {
                 if let Err(e) = read_hot_groups(&db, recent, by_bucket, cut, read_rows, &tx) {
                     let _ = tx.send(Err(e));
                 }
             });
+            let abort = &abort;
             let writer = scope.spawn(move || {
                 wrx.into_iter()
                     .map(|pieces| {
-                        let files = encode_and_write(codec, &dir, &pieces);
+                        let files = encode_and_write(codec, &dir, &pieces, abort);
                         (pieces, files)
                     })
                     .collect::<Vec<_>>()
             });
-            for group in rx {
-                self.move_hot_group(dst, group?, dry_run, report, &mut moved, &wtx)?;
-            }
-            if let Some(last) = moved.selected.take() {
-                let pieces = self.plan_pieces(dst, last, &mut moved.seqs)?;
-                wtx.send(pieces).context("the segment writer stopped")?;
+            let selected = (|| -> Result<()> {
+                for group in rx {
+                    if abort.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    self.move_hot_group(dst, group?, dry_run, report, &mut moved, &wtx)?;
+                }
+                if let Some(last) = moved.selected.take() {
+                    let pieces = self.plan_pieces(dst, last, &mut moved.seqs)?;
+                    wtx.send(pieces).context("the segment writer stopped")?;
+                }
+                Ok(())
+            })();
+            if selected.is_err() {
+                abort.store(true, Ordering::Relaxed);
             }
             drop(wtx);
-            Ok(writer.join().expect("the segment writer does not panic"))
-        })?;
+            (
+                selected,
+                writer.join().expect("the segment writer does not panic"),
+            )
+        });
+        let results: Vec<(&Piece, &Result<(u64, String)>)> = done
+            .iter()
+            .flat_map(|(pieces, files)| pieces.iter().zip(files))
+            .collect();
+        check_written(&self.dir, &results, selected)?;
         sync_tier_dir(&self.dir, done.iter().flat_map(|(pieces, _)| pieces))?;
         for (pieces, files) in done {
             let written = self.written(dst, pieces, files, report)?;
@@ -531,6 +598,20 @@ impl Store {
             "selected"
         );
         report.rows_kept += kept.len() as u64;
+        for &ts in &batch.ts {
+            report
+                .windows
+                .entry(segment::window_start(ts, dst.def.window))
+                .or_default()
+                .0 += 1;
+        }
+        for &ts in &kept.ts {
+            report
+                .windows
+                .entry(segment::window_start(ts, dst.def.window))
+                .or_default()
+                .1 += 1;
+        }
         // Ids of the kept coins (the dictionary of `take`/rollup may differ from the input's).
         let id_of: HashMap<String, i64> = batch.coins.into_iter().zip(ids).collect();
         if let Some(key) = kept.coins.iter().find(|k| !id_of.contains_key(k.as_str())) {
@@ -594,7 +675,7 @@ impl Store {
             };
             seqs.insert((window, bucket), seq + 1);
             let path =
-                segment::relative_path(&dst.def.name, window, bucket, seq, &codec.info.extension);
+                segment::relative_path(&dst.def.name, window, bucket, seq, &codec.info.extension)?;
             pieces.push(Piece {
                 window,
                 bucket,
@@ -726,7 +807,10 @@ impl Store {
             if dry_run {
                 continue;
             }
-            let files = encode_and_write(dst.codec_ref(), &self.dir, &pieces);
+            let files =
+                encode_and_write(dst.codec_ref(), &self.dir, &pieces, &AtomicBool::new(false));
+            let results: Vec<_> = pieces.iter().zip(&files).collect();
+            check_written(&self.dir, &results, Ok(()))?;
             sync_tier_dir(&self.dir, &pieces)?;
             let written = self.written(dst, pieces, files, report)?;
             let t0 = std::time::Instant::now();
@@ -741,10 +825,10 @@ impl Store {
             })?;
             report.segments_removed += group.len() as u64;
             for old in &group {
-                let p = self.dir.join(&old.path);
+                let p = segment::resolve(&self.dir, &old.path)?;
                 std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
             }
-            crate::crash::point("old-files-deleted");
+            crate::crash::point("old-files-deleted").context("removing moved segments")?;
             tracing::debug!(
                 commit_ms = t0.elapsed().as_secs_f64() * 1e3,
                 "committed a segment move"
@@ -793,23 +877,44 @@ const PARALLEL_READ_BYTES: u64 = 256 << 10;
 
 impl Store {
     /// Reads and decodes `segments` on every core, in order; with a non-empty `coins`, only
-    /// their rows (as far as each codec filters).
+    /// their rows (as far as each codec filters). The first segment that cannot be read fails
+    /// the whole read, naming it.
     pub fn read_segments(&self, segments: &[SegmentInfo], coins: &[String]) -> Result<Vec<Batch>> {
-        let codecs: Vec<Rc<CodecPlugin>> = segments
+        self.read_segments_each(segments, coins)
+            .into_iter()
+            .collect()
+    }
+
+    /// [`read_segments`](Self::read_segments), with one result per segment: a reader that
+    /// skips damaged segments keeps the rest.
+    pub fn read_segments_each(
+        &self,
+        segments: &[SegmentInfo],
+        coins: &[String],
+    ) -> Vec<Result<Batch>> {
+        let codecs: Vec<Result<Rc<CodecPlugin>>> =
+            segments.iter().map(|s| self.codec_for(s)).collect();
+        // Rc is not Sync: the threads get plain references (and errors as text).
+        type Job<'a> = (&'a SegmentInfo, Result<&'a CodecPlugin, String>);
+        let jobs: Vec<Job<'_>> = segments
             .iter()
-            .map(|s| self.codec_for(s))
-            .collect::<Result<_>>()?;
-        let jobs: Vec<(&SegmentInfo, &CodecPlugin)> =
-            segments.iter().zip(codecs.iter().map(|c| &**c)).collect();
+            .zip(
+                codecs
+                    .iter()
+                    .map(|c| c.as_deref().map_err(|e| format!("{e:#}"))),
+            )
+            .collect();
         let (dir, filter) = (&*self.dir, (!coins.is_empty()).then_some(coins));
-        let read =
-            |&(s, codec): &(&SegmentInfo, &CodecPlugin)| read_segment_with(dir, s, codec, filter);
+        let read = |(s, codec): &Job<'_>| match codec {
+            Ok(codec) => read_segment_with(dir, s, codec, filter),
+            Err(e) => Err(anyhow::anyhow!("{e}")),
+        };
         // Threads pay off only when there is real decoding to share out.
         let bytes: u64 = segments.iter().map(|s| s.bytes).sum();
         if bytes < PARALLEL_READ_BYTES {
             jobs.iter().map(read).collect()
         } else {
-            parallel_map(&jobs, cores(), read).into_iter().collect()
+            parallel_map(&jobs, cores(), read)
         }
     }
 }
@@ -821,11 +926,23 @@ fn read_segment_with(
     codec: &CodecPlugin,
     coins: Option<&[String]>,
 ) -> Result<Batch> {
-    let p = dir.join(&s.path);
-    let bytes = std::fs::read(&p).with_context(|| format!("reading segment {}", p.display()))?;
+    let p = segment::resolve(dir, &s.path)?;
+    let bytes = std::fs::read(&p).with_context(|| format!("reading segment {}", s.path))?;
+    let sum = segment::checksum(&bytes);
+    if sum != s.sha256 {
+        bail!(
+            "segment {} is damaged: its sha256 is {sum}, the catalog says {} ({} bytes, the \
+             catalog says {})",
+            s.path,
+            s.sha256,
+            bytes.len(),
+            s.bytes
+        );
+    }
+    let raw = crate::plugin::raw_bytes(s.rows as usize, s.coins as usize, 8);
     codec
-        .decode(&bytes, coins)
-        .with_context(|| format!("decoding segment {}", p.display()))
+        .decode_expecting(&bytes, coins, Some(raw))
+        .with_context(|| format!("decoding segment {}", s.path))
 }
 
 /// One segment to write: survivors of one coin bucket in one destination window.
@@ -840,21 +957,33 @@ struct Piece {
     last_kept: Vec<(i64, i64)>,
 }
 
-/// Encodes every piece with the destination's codec and writes it durably under its name
-/// (rename not yet durable: see [`sync_tier_dir`]), on every core.
-/// Returns each file's size and checksum.
+/// Encodes every piece with the destination's codec, decodes the bytes again with a fresh
+/// instance and checks they give back the piece's rows ([`roundtrip`](crate::roundtrip)), then
+/// writes them durably under the piece's name (rename not yet durable: see [`sync_tier_dir`]),
+/// on every core. Returns each file's size and checksum. The first failure sets `abort`, and
+/// every piece not yet started is then skipped ([`Skipped`]), so a failing plugin costs one
+/// call's time limit, not one per piece.
 fn encode_and_write(
     (codec, copts): (&CodecPlugin, &Options),
     dir: &std::path::Path,
     pieces: &[Piece],
+    abort: &AtomicBool,
 ) -> Vec<Result<(u64, String)>> {
     let t = std::time::Instant::now();
     // Two threads per core: a segment waits on its fsync about as long as it takes to encode,
     // and another can encode meanwhile (+10% with the bench's 976 small segments).
     let files = parallel_map(pieces, 2 * cores(), |p| -> Result<(u64, String)> {
-        let bytes = codec.encode(&p.batch, copts)?;
-        segment::write_renamed(&dir.join(&p.path), &bytes)?;
-        Ok((bytes.len() as u64, segment::checksum(&bytes)))
+        if abort.load(Ordering::Relaxed) {
+            return Err(Skipped.into());
+        }
+        let written = encode_checked(codec, copts, p).and_then(|bytes| {
+            segment::write_renamed(&segment::resolve(dir, &p.path)?, &bytes)?;
+            Ok((bytes.len() as u64, segment::checksum(&bytes)))
+        });
+        if written.is_err() {
+            abort.store(true, Ordering::Relaxed);
+        }
+        written
     });
     tracing::debug!(
         codec = %codec.meta.name,
@@ -866,6 +995,65 @@ fn encode_and_write(
     files
 }
 
+/// Encodes a piece and checks that a fresh instance decodes the bytes back into its rows.
+fn encode_checked(codec: &CodecPlugin, copts: &Options, p: &Piece) -> Result<Vec<u8>> {
+    let bytes = codec.encode(&p.batch, copts)?;
+    let raw = crate::plugin::batch_raw_bytes(&p.batch);
+    let back = codec
+        .decode_expecting(&bytes, None, Some(raw))
+        .with_context(|| format!("reading back new segment {} before it is used", p.path))?;
+    if let Some(d) = crate::roundtrip::first_difference(&p.batch, &back, codec.info.lossless) {
+        bail!(
+            "plugin `{}`: new segment {} does not decode to the rows it was encoded from \
+             (checked before anything is deleted): {d}",
+            codec.meta.name,
+            p.path
+        );
+    }
+    Ok(bytes)
+}
+
+/// A piece not written because an earlier one failed.
+#[derive(Debug)]
+struct Skipped;
+
+impl std::fmt::Display for Skipped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not written: an earlier segment of this transition failed")
+    }
+}
+
+impl std::error::Error for Skipped {}
+
+/// Checks a set of written pieces (`results`) together with `selected`, how the selection
+/// that fed them ended. On any failure, removes the files that were written (no catalog
+/// names them; startup recovery would remove them too) and returns the error to report: a
+/// plugin's or the disk's failure first, then the selection's, and only then "skipped".
+fn check_written(
+    dir: &std::path::Path,
+    results: &[(&Piece, &Result<(u64, String)>)],
+    selected: Result<()>,
+) -> Result<()> {
+    let errors = || results.iter().filter_map(|(_, r)| r.as_ref().err());
+    let real = errors().find(|e| e.downcast_ref::<Skipped>().is_none());
+    let failure = match (real, selected) {
+        (Some(e), _) => anyhow::anyhow!("{e:#}"),
+        (None, Err(e)) => e,
+        (None, Ok(())) => match errors().next() {
+            Some(e) => anyhow::anyhow!("{e:#}"),
+            None => return Ok(()),
+        },
+    };
+    for (p, r) in results {
+        if r.is_ok()
+            && let Ok(path) = segment::resolve(dir, &p.path)
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    Err(failure)
+}
+
 /// Makes the renames of written pieces durable: every segment of a tier is in the tier's
 /// directory, so one fsync of it covers them all.
 fn sync_tier_dir<'a>(
@@ -874,11 +1062,11 @@ fn sync_tier_dir<'a>(
 ) -> Result<()> {
     let mut pieces = pieces.into_iter().peekable();
     if let Some(p) = pieces.peek() {
-        let file = dir.join(&p.path);
+        let file = segment::resolve(dir, &p.path)?;
         segment::sync_dir(file.parent().context("segment path has no directory")?)?;
     }
     for _ in pieces {
-        crate::crash::point("segment-renamed");
+        crate::crash::point("segment-renamed").context("syncing the tier directory")?;
     }
     Ok(())
 }

@@ -152,7 +152,13 @@ impl Store {
         let mut seg_rows = 0;
         for s in &segs {
             known.insert(s.path.clone());
-            let p = self.dir.join(&s.path);
+            let p = match segment::resolve(&self.dir, &s.path) {
+                Ok(p) => p,
+                Err(e) => {
+                    fault(&s.path, format!("{e:#}"));
+                    continue;
+                }
+            };
             let bytes = match std::fs::read(&p) {
                 Ok(b) => b,
                 Err(e) => {
@@ -181,7 +187,8 @@ impl Store {
                     continue;
                 }
             };
-            let b = match codec.decode(&bytes, None) {
+            let raw = crate::plugin::raw_bytes(s.rows as usize, s.coins as usize, 8);
+            let b = match codec.decode_expecting(&bytes, None, Some(raw)) {
                 Ok(b) => b,
                 Err(e) => {
                     fault(&s.path, format!("does not decode: {e}"));

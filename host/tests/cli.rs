@@ -100,6 +100,67 @@ fn ingest_tier_query_verify_and_detect_corruption() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("cannot read"));
 }
 
+#[test]
+fn a_damaged_segment_fails_a_query_by_name_unless_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let csv = tmp.path().join("in.csv");
+    let csv_s = csv.to_str().unwrap();
+    stdout(&strata(
+        &data,
+        &["generate", "--coins", "3", "--days", "60", "--out", csv_s],
+    ));
+    stdout(&strata(&data, &["ingest", csv_s]));
+    stdout(&strata(&data, &["tier", "--now", "2024-02-20"]));
+    let all = stdout(&strata(&data, &["query", "coin-00001", "--format", "csv"]));
+    let hot_rows = all.lines().filter(|l| l.ends_with(",hot")).count();
+    assert!(hot_rows > 0 && all.contains(",warm"), "{all}");
+    // Damage every segment: same size, other bytes.
+    let segments = walk(&data.join("segments"));
+    for seg in &segments {
+        let n = std::fs::metadata(seg).unwrap().len() as usize;
+        std::fs::write(seg, vec![0x5a; n]).unwrap();
+    }
+    let o = strata(&data, &["query", "coin-00001"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("damaged") && err.contains("--skip-damaged") && err.contains("segments/warm/"),
+        "{err}"
+    );
+    for cmd in [
+        &["query", "coin-00001", "--format", "csv", "--skip-damaged"][..],
+        &[
+            "latest",
+            "coin-00001",
+            "-n",
+            "100000",
+            "--format",
+            "csv",
+            "--skip-damaged",
+        ][..],
+    ] {
+        let o = strata(&data, cmd);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{cmd:?}: a partial answer exits 2"
+        );
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(
+            out.lines().filter(|l| l.ends_with(",hot")).count(),
+            hot_rows,
+            "{cmd:?}"
+        );
+        assert!(!out.contains(",warm"), "{cmd:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("skipped damaged segment segments/warm/"),
+            "{cmd:?}: {err}"
+        );
+    }
+}
+
 fn walk(d: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(d).unwrap() {

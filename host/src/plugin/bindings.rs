@@ -64,10 +64,16 @@ macro_rules! conversions {
 
         pub fn error_from_wit(e: wit::Error) -> sdk::Error {
             match e {
-                wit::Error::InvalidOptions(m) => sdk::Error::InvalidOptions(m),
-                wit::Error::CorruptInput(m) => sdk::Error::CorruptInput(m),
-                wit::Error::Unsupported(m) => sdk::Error::Unsupported(m),
-                wit::Error::Internal(m) => sdk::Error::Internal(m),
+                wit::Error::InvalidOptions(m) => {
+                    sdk::Error::InvalidOptions(crate::plugin::clean_text(&m))
+                }
+                wit::Error::CorruptInput(m) => {
+                    sdk::Error::CorruptInput(crate::plugin::clean_text(&m))
+                }
+                wit::Error::Unsupported(m) => {
+                    sdk::Error::Unsupported(crate::plugin::clean_text(&m))
+                }
+                wit::Error::Internal(m) => sdk::Error::Internal(crate::plugin::clean_text(&m)),
             }
         }
 
@@ -75,15 +81,15 @@ macro_rules! conversions {
             sdk::PluginInfo {
                 name: i.name,
                 version: i.version,
-                description: i.description,
+                description: crate::plugin::clean_text(&i.description),
                 options: i
                     .options
                     .into_iter()
                     .map(|o| sdk::OptionSpec {
-                        name: o.name,
-                        kind: o.kind,
-                        default_value: o.default_value,
-                        description: o.description,
+                        name: crate::plugin::clean_text(&o.name),
+                        kind: crate::plugin::clean_text(&o.kind),
+                        default_value: crate::plugin::clean_text(&o.default_value),
+                        description: crate::plugin::clean_text(&o.description),
                     })
                     .collect(),
             }

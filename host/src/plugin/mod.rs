@@ -20,6 +20,7 @@ mod cache;
 pub mod conformance;
 pub mod native;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -91,8 +92,15 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Longest a single call may run.
     pub time: Duration,
-    /// Most bytes a call may hand back to the host.
+    /// Most bytes any call may hand back to the host, whatever its input.
     pub output_bytes: usize,
+    /// A call's output cap relative to its input: at most this many times the raw bytes of
+    /// the rows it was given (`encode`) or of the rows the catalog says a segment holds
+    /// (`decode`), but never less than [`output_floor`](Limits::output_floor) and never more
+    /// than [`output_bytes`](Limits::output_bytes).
+    pub output_ratio: usize,
+    /// The smallest output cap of a call, however small its input.
+    pub output_floor: usize,
 }
 
 impl Default for Limits {
@@ -101,8 +109,104 @@ impl Default for Limits {
             memory_bytes: 1 << 30,
             time: Duration::from_secs(60),
             output_bytes: 1 << 30,
+            output_ratio: 16,
+            output_floor: 16 << 20,
         }
     }
+}
+
+impl Limits {
+    /// The output cap of a call whose input is `raw` bytes of rows (`None`: unknown, so only
+    /// the absolute cap applies).
+    pub fn output_cap(&self, raw: Option<usize>) -> usize {
+        match raw {
+            Some(raw) => raw
+                .saturating_mul(self.output_ratio)
+                .max(self.output_floor)
+                .min(self.output_bytes),
+            None => self.output_bytes,
+        }
+    }
+}
+
+/// Raw bytes of `rows` rows of `coins` coins with `extras` extra columns, as the host holds
+/// them: what an output cap is relative to.
+pub fn raw_bytes(rows: usize, coins: usize, extras: usize) -> usize {
+    rows.saturating_mul(48 + 8 * extras)
+        .saturating_add(coins.saturating_mul(64))
+}
+
+/// Raw bytes of a batch (see [`raw_bytes`]), counting its coin ids' real lengths.
+pub fn batch_raw_bytes(b: &sdk::Batch) -> usize {
+    raw_bytes(b.len(), 0, b.extra.len())
+        .saturating_add(b.coins.iter().map(|c| c.len() + 16).sum::<usize>())
+}
+
+/// Text a plugin produced (names, messages, log lines) made safe for logs and terminals:
+/// control characters (escape sequences, bells, carriage returns) are shown escaped, never
+/// passed through; newlines and tabs become spaces. At most 4 KiB is kept.
+pub fn clean_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len().min(4096));
+    for c in s.chars() {
+        if out.len() >= 4096 {
+            out.push('…');
+            break;
+        }
+        match c {
+            '\n' | '\t' | '\r' => out.push(' '),
+            c if c.is_control() || ('\u{200b}'..='\u{200f}').contains(&c) || c == '\u{202e}' => {
+                out.extend(c.escape_default())
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Checks what a plugin says about itself before strata uses any of it: the name is used in
+/// policy files, the catalog and logs, the extension in file names. Refused, not repaired: a
+/// plugin that describes itself with a path, an escape sequence or an empty name does not load.
+fn check_identity(origin: &str, name: &str, version: &str, extension: Option<&str>) -> Result<()> {
+    let ok_name = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if !ok_name {
+        bail!(
+            "plugin {origin}: refusing its name \"{}\": a plugin name is 1 to 64 of a-z, 0-9, `-` \
+             and `_`, starting with a letter or digit",
+            clean_text(name)
+        );
+    }
+    if version.len() > 64 || version.chars().any(|c| c.is_control()) {
+        bail!(
+            "plugin {origin} (`{name}`): refusing its version \"{}\": at most 64 printable characters",
+            clean_text(version)
+        );
+    }
+    if let Some(ext) = extension {
+        let ok_ext = !ext.is_empty()
+            && ext.len() <= 32
+            && ext.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'_'
+            })
+            && !ext.starts_with('.')
+            && !ext.ends_with('.')
+            && !ext.contains("..")
+            && ext != "tmp"
+            && !ext.ends_with(".tmp");
+        if !ok_ext {
+            bail!(
+                "plugin {origin} (`{name}`): refusing its segment file extension \"{}\": an \
+                 extension is 1 to 32 of a-z, 0-9, `.`, `-` and `_`, with no `..`, no leading or \
+                 trailing `.`, and not `tmp`",
+                clean_text(ext)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Where a plugin comes from: a built-in name or a `.wasm` path, optionally pinned by sha256.
@@ -306,6 +410,7 @@ impl Runtime {
         let engine = Engine::new(&wasm)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        withhold_clocks(&mut linker)?;
 
         Ok(Runtime {
             inner: Arc::new(Inner {
@@ -426,6 +531,8 @@ impl Runtime {
                     info: placeholder_codec_info(),
                 };
                 plugin.info = plugin.call_describe()?;
+                let i = &plugin.info;
+                check_identity(origin, &i.info.name, &i.info.version, Some(&i.extension))?;
                 plugin.meta.name = plugin.info.info.name.clone();
                 Ok(Plugin::Codec(plugin))
             }
@@ -445,6 +552,8 @@ impl Runtime {
                     },
                 };
                 plugin.info = plugin.call_describe()?;
+                let i = &plugin.info.info;
+                check_identity(origin, &i.name, &i.version, None)?;
                 plugin.meta.name = plugin.info.info.name.clone();
                 Ok(Plugin::Policy(plugin))
             }
@@ -474,10 +583,12 @@ impl Runtime {
     }
 
     /// Runs `call` in a fresh sandboxed store, mapping traps and limits to a [`CallError`].
+    /// `cap` is the most bytes the call may hand back (see [`Limits::output_cap`]).
     fn call<T>(
         &self,
         meta: &PluginMeta,
         function: &'static str,
+        cap: usize,
         call: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<T>,
     ) -> Result<T, CallError> {
         let limits = &self.inner.limits;
@@ -502,13 +613,18 @@ impl Runtime {
         let ticks = (limits.time.as_millis() / TICK.as_millis()).max(1) as u64 + 1;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
-        store.set_hostcall_fuel(limits.output_bytes);
+        store.set_hostcall_fuel(cap);
 
         let result = call(&mut store);
+        let mut stderr_lines = Vec::new();
         for (stream, pipe) in [("stdout", stdout), ("stderr", stderr)] {
             let text = pipe.contents();
             for line in String::from_utf8_lossy(&text).lines() {
+                let line = clean_text(line);
                 tracing::info!(plugin = %meta.name, stream, "{line}");
+                if stream == "stderr" {
+                    stderr_lines.push(line);
+                }
             }
         }
         result.map_err(|e| {
@@ -517,9 +633,10 @@ impl Runtime {
             } else if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
                 CallErrorKind::Timeout(limits.time)
             } else if format!("{e:?}").contains("fuel allocated for hostcalls") {
-                CallErrorKind::Output(limits.output_bytes)
+                CallErrorKind::Output(cap)
             } else {
-                CallErrorKind::Trap(format!("{e:?}"))
+                tracing::debug!(plugin = %meta.name, function, "trap in full: {e:?}");
+                CallErrorKind::Trap(trap_summary(&e, &stderr_lines))
             };
             CallError {
                 plugin: meta.name.clone(),
@@ -528,6 +645,95 @@ impl Runtime {
             }
         })
     }
+}
+
+/// The WASI clock interfaces as strata's host links them, and their functions.
+const CLOCKS: &[(&str, &[&str])] = &[
+    (
+        "wasi:clocks/monotonic-clock@0.2.12",
+        &[
+            "now",
+            "resolution",
+            "subscribe-instant",
+            "subscribe-duration",
+        ],
+    ),
+    ("wasi:clocks/wall-clock@0.2.12", &["now", "resolution"]),
+];
+
+/// Plugins get no clock (see `wit/strata.wit`): every function of the WASI clock interfaces
+/// traps. A plugin that reads the time, or sleeps or waits on a timer (which would block the
+/// host thread where the epoch deadline cannot reach it), is stopped at that call. WASI's
+/// other interfaces stay linked with nothing granted (no preopened directory, no network, no
+/// environment), so a component built with a standard toolchain still loads.
+fn withhold_clocks(linker: &mut Linker<HostState>) -> Result<()> {
+    linker.allow_shadowing(true);
+    for &(interface, functions) in CLOCKS {
+        let mut instance = linker.instance(interface)?;
+        for &function in functions {
+            let what = format!("{interface}#{function}");
+            instance.func_new(function, move |_, _, _, _| {
+                Err(wasmtime::Error::msg(format!(
+                    "plugins have no clock: it called `{what}`"
+                )))
+            })?;
+        }
+    }
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Frames of a trap's wasm backtrace shown in its error (all of them with `--log debug`).
+const TRAP_FRAMES: usize = 4;
+
+/// A trap in a few lines: what trapped, the panic message the guest printed (Rust guests
+/// print it on stderr before they abort), and the innermost frames of the wasm backtrace.
+fn trap_summary(e: &wasmtime::Error, stderr: &[String]) -> String {
+    let cause = e.root_cause().to_string();
+    let mut out = if cause.contains("wasi:clocks/") {
+        format!(
+            "it used the clock, which plugins do not have (no wall or monotonic clock, no sleep; \
+             see wit/strata.wit): {}",
+            clean_text(&cause)
+        )
+    } else if cause.contains("wasi:sockets/") {
+        format!(
+            "it used the network, which plugins do not have: {}",
+            clean_text(&cause)
+        )
+    } else {
+        clean_text(&cause)
+    };
+    // A Rust panic prints "thread '…' panicked at FILE:LINE:COL:" then the message.
+    if let Some(i) = stderr.iter().rposition(|l| l.contains("panicked at")) {
+        let msg: Vec<&str> = stderr[i + 1..]
+            .iter()
+            .map(String::as_str)
+            .take_while(|l| !l.starts_with("note:") && !l.is_empty())
+            .take(8)
+            .collect();
+        out.push_str(&format!(
+            "; panic: {} ({})",
+            msg.join(" "),
+            stderr[i].trim()
+        ));
+    }
+    if let Some(bt) = e.downcast_ref::<wasmtime::WasmBacktrace>() {
+        let frames: Vec<String> = bt
+            .frames()
+            .iter()
+            .take(TRAP_FRAMES)
+            .map(|f| clean_text(f.func_name().unwrap_or("<unnamed>")))
+            .collect();
+        if !frames.is_empty() {
+            let more = bt.frames().len().saturating_sub(TRAP_FRAMES);
+            out.push_str(&format!("; at {}", frames.join(" <- ")));
+            if more > 0 {
+                out.push_str(&format!(" <- … {more} more (--log debug shows all)"));
+            }
+        }
+    }
+    out
 }
 
 fn placeholder_codec_info() -> sdk::CodecInfo {
@@ -592,14 +798,15 @@ pub struct CodecPlugin {
 
 impl CodecPlugin {
     fn call_describe(&self) -> Result<sdk::CodecInfo, CallError> {
-        let i = self.runtime.call(&self.meta, "describe", |store| {
+        let cap = self.runtime.limits().output_floor;
+        let i = self.runtime.call(&self.meta, "describe", cap, |store| {
             let c = self.pre.instantiate(&mut *store)?;
             c.strata_plugin_tier_codec().call_describe(&mut *store)
         })?;
         Ok(sdk::CodecInfo {
             info: codec_conv::info_from_wit(i.info),
             extension: i.extension,
-            media_type: i.media_type,
+            media_type: clean_text(&i.media_type),
             lossless: i.lossless,
             sorts_rows: i.sorts_rows,
             filter_pushdown: i.filter_pushdown,
@@ -615,15 +822,20 @@ impl CodecPlugin {
         }
     }
 
-    /// Encodes one segment.
+    /// Encodes one segment. The output may be at most [`Limits::output_ratio`] times the
+    /// batch's raw bytes (with the floor and ceiling of [`Limits`]).
     pub fn encode(
         &self,
         batch: &sdk::Batch,
         opts: &[(String, String)],
     ) -> Result<Vec<u8>, CallError> {
         let opts = str_pairs(opts);
+        let cap = self
+            .runtime
+            .limits()
+            .output_cap(Some(batch_raw_bytes(batch)));
         let out = codec_conv::with_wit_batch(batch, |data| {
-            self.runtime.call(&self.meta, "encode", |store| {
+            self.runtime.call(&self.meta, "encode", cap, |store| {
                 let c = self.pre.instantiate(&mut *store)?;
                 c.strata_plugin_tier_codec()
                     .call_encode(&mut *store, data, &opts)
@@ -632,10 +844,23 @@ impl CodecPlugin {
         out.map_err(|e| self.plugin_error("encode", codec_conv::error_from_wit(e)))
     }
 
-    /// Decodes one segment; the result is checked, since the plugin is not trusted.
+    /// Decodes one segment; the result is checked, since the plugin is not trusted. Its output
+    /// is capped by [`Limits::output_bytes`] only: see [`decode_expecting`](Self::decode_expecting).
     pub fn decode(&self, bytes: &[u8], coins: Option<&[String]>) -> Result<sdk::Batch, CallError> {
+        self.decode_expecting(bytes, coins, None)
+    }
+
+    /// Decodes a segment expected to hold `expected_raw` raw bytes of rows (see
+    /// [`raw_bytes`]; from the catalog), so the output is capped relative to that.
+    pub fn decode_expecting(
+        &self,
+        bytes: &[u8],
+        coins: Option<&[String]>,
+        expected_raw: Option<usize>,
+    ) -> Result<sdk::Batch, CallError> {
         let coins: Option<Vec<&str>> = coins.map(|c| c.iter().map(String::as_str).collect());
-        let out = self.runtime.call(&self.meta, "decode", |store| {
+        let cap = self.runtime.limits().output_cap(expected_raw);
+        let out = self.runtime.call(&self.meta, "decode", cap, |store| {
             let c = self.pre.instantiate(&mut *store)?;
             c.strata_plugin_tier_codec()
                 .call_decode(&mut *store, bytes, coins.as_deref())
@@ -663,7 +888,8 @@ pub struct PolicyPlugin {
 
 impl PolicyPlugin {
     fn call_describe(&self) -> Result<sdk::PolicyInfo, CallError> {
-        let i = self.runtime.call(&self.meta, "describe", |store| {
+        let cap = self.runtime.limits().output_floor;
+        let i = self.runtime.call(&self.meta, "describe", cap, |store| {
             let p = self.pre.instantiate(&mut *store)?;
             p.strata_plugin_retention_policy()
                 .call_describe(&mut *store)
@@ -682,57 +908,99 @@ impl PolicyPlugin {
         }
     }
 
+    /// A broken contract: what the plugin returned is refused.
+    fn refused(&self, function: &'static str, why: String) -> CallError {
+        self.plugin_error(function, sdk::Error::Internal(why))
+    }
+
     /// Validates options before any data moves.
     pub fn check_options(&self, opts: &[(String, String)]) -> Result<(), CallError> {
         let opts = str_pairs(opts);
-        let out = self.runtime.call(&self.meta, "check-options", |store| {
-            let p = self.pre.instantiate(&mut *store)?;
-            p.strata_plugin_retention_policy()
-                .call_check_options(&mut *store, &opts)
-        })?;
+        let cap = self.runtime.limits().output_floor;
+        let out = self
+            .runtime
+            .call(&self.meta, "check-options", cap, |store| {
+                let p = self.pre.instantiate(&mut *store)?;
+                p.strata_plugin_retention_policy()
+                    .call_check_options(&mut *store, &opts)
+            })?;
         out.map_err(|e| self.plugin_error("check-options", policy_conv::error_from_wit(e)))
     }
 
-    /// Bucket starts for each timestamp.
+    /// Bucket starts for each timestamp, checked: one per timestamp, each at or before it,
+    /// and equal timestamps with equal starts.
     pub fn bucket_starts(
         &self,
         ts: &[i64],
         opts: &[(String, String)],
     ) -> Result<Vec<i64>, CallError> {
         let opts = str_pairs(opts);
-        let out = self.runtime.call(&self.meta, "bucket-starts", |store| {
-            let p = self.pre.instantiate(&mut *store)?;
-            p.strata_plugin_retention_policy()
-                .call_bucket_starts(&mut *store, ts, &opts)
-        })?;
+        let cap = self.runtime.limits().output_cap(Some(ts.len() * 8));
+        let out = self
+            .runtime
+            .call(&self.meta, "bucket-starts", cap, |store| {
+                let p = self.pre.instantiate(&mut *store)?;
+                p.strata_plugin_retention_policy()
+                    .call_bucket_starts(&mut *store, ts, &opts)
+            })?;
         let starts =
             out.map_err(|e| self.plugin_error("bucket-starts", policy_conv::error_from_wit(e)))?;
         if starts.len() != ts.len() {
-            return Err(self.plugin_error(
+            return Err(self.refused(
                 "bucket-starts",
-                sdk::Error::Internal(format!(
+                format!(
                     "returned {} starts for {} timestamps",
                     starts.len(),
                     ts.len()
-                )),
+                ),
             ));
+        }
+        if let Some(i) = (0..ts.len()).find(|&i| starts[i] > ts[i]) {
+            return Err(self.refused(
+                "bucket-starts",
+                format!(
+                    "returned start {} for timestamp {} (index {i}): a bucket cannot start after \
+                     its timestamp",
+                    starts[i], ts[i]
+                ),
+            ));
+        }
+        let mut first: HashMap<i64, (usize, i64)> = HashMap::new();
+        for (i, (&t, &s)) in ts.iter().zip(&starts).enumerate() {
+            let (j, s0) = *first.entry(t).or_insert((i, s));
+            if s0 != s {
+                return Err(self.refused(
+                    "bucket-starts",
+                    format!(
+                        "returned different starts for equal timestamps {t} (index {j}: {s0}, \
+                         index {i}: {s})"
+                    ),
+                ));
+            }
         }
         Ok(starts)
     }
 
-    /// The survivors of `batch` (sorted by (coin, ts)); the result is checked.
+    /// The survivors of `batch` (sorted by (coin, ts)), checked against the contract: kept
+    /// indices strictly increasing and in range; a rollup only from a policy that declares
+    /// `rolls-up`, valid, sorted, holding only the input's coins, each row at a bucket start
+    /// within its coin's span in the input (from the bucket of its first row to its last row).
     pub fn select(
         &self,
         batch: &sdk::Batch,
         last_kept: &[Option<i64>],
         opts: &[(String, String)],
     ) -> Result<sdk::Selection, CallError> {
-        let opts = str_pairs(opts);
+        let sopts = str_pairs(opts);
+        let cap = self
+            .runtime
+            .limits()
+            .output_cap(Some(batch_raw_bytes(batch)));
         let out = policy_conv::with_wit_batch(batch, |data| {
-            self.runtime.call(&self.meta, "select", |store| {
+            self.runtime.call(&self.meta, "select", cap, |store| {
                 let p = self.pre.instantiate(&mut *store)?;
                 p.strata_plugin_retention_policy()
-                    .call_select(&mut *store, data, last_kept, &opts)
+                    .call_select(&mut *store, data, last_kept, &sopts)
             })
         })?;
         let selection =
@@ -745,7 +1013,76 @@ impl PolicyPlugin {
                 }
             };
         sdk::verify_selection(batch, &selection).map_err(|e| self.plugin_error("select", e))?;
+        if let sdk::Selection::Rollup(r) = &selection {
+            self.check_rollup(batch, r, opts)?;
+        }
         Ok(selection)
+    }
+
+    fn check_rollup(
+        &self,
+        input: &sdk::Batch,
+        rollup: &sdk::Batch,
+        opts: &[(String, String)],
+    ) -> Result<(), CallError> {
+        if !self.info.rolls_up {
+            return Err(self.refused(
+                "select",
+                "returned a rollup, but its `describe` says it does not roll up (rolls-up = false)"
+                    .into(),
+            ));
+        }
+        if rollup.is_empty() {
+            return Ok(());
+        }
+        // Each input coin's span: (first ts, last ts).
+        let mut span: HashMap<&str, (i64, i64)> = HashMap::new();
+        for r in 0..input.len() {
+            let c = input.coins[input.coin_index[r] as usize].as_str();
+            let e = span.entry(c).or_insert((input.ts[r], input.ts[r]));
+            e.0 = e.0.min(input.ts[r]);
+            e.1 = e.1.max(input.ts[r]);
+        }
+        let firsts: Vec<i64> = span.values().map(|s| s.0).collect();
+        let first_starts: HashMap<i64, i64> = firsts
+            .iter()
+            .copied()
+            .zip(self.bucket_starts(&firsts, opts)?)
+            .collect();
+        let starts = self.bucket_starts(&rollup.ts, opts)?;
+        for r in 0..rollup.len() {
+            let coin = rollup.coins[rollup.coin_index[r] as usize].as_str();
+            let ts = rollup.ts[r];
+            let Some(&(lo, hi)) = span.get(coin) else {
+                return Err(self.refused(
+                    "select",
+                    format!(
+                        "rollup row {r} is of coin `{}`, which is not in its input",
+                        clean_text(coin)
+                    ),
+                ));
+            };
+            if starts[r] != ts {
+                return Err(self.refused(
+                    "select",
+                    format!(
+                        "rollup row {r} (coin `{coin}`) is dated {ts}, not at a bucket start (its \
+                         bucket starts at {})",
+                        starts[r]
+                    ),
+                ));
+            }
+            if ts < first_starts[&lo] || ts > hi {
+                return Err(self.refused(
+                    "select",
+                    format!(
+                        "rollup row {r} (coin `{coin}`) is dated {ts}, outside the coin's input \
+                         ({lo}..={hi})"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -758,4 +1095,56 @@ fn str_pairs(opts: &[(String, String)]) -> Vec<(&str, &str)> {
 pub fn sha256_file(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_text_loses_its_control_characters() {
+        let s = clean_text("\u{1b}[2J\u{1b}[31mred\u{7}\r\nnext\u{202e}");
+        assert!(!s.chars().any(char::is_control), "{s:?}");
+        assert!(
+            s.contains("red") && s.contains("next") && s.contains("\\u{1b}"),
+            "{s}"
+        );
+        assert!(clean_text(&"x".repeat(10_000)).len() < 4200);
+    }
+
+    #[test]
+    fn names_and_extensions_that_could_steer_a_path_are_refused() {
+        assert!(check_identity("t", "jsonl-gzip", "0.1.0", Some("jsonl.gz")).is_ok());
+        for name in [
+            "",
+            "Evil",
+            "../x.wasm",
+            "/abs",
+            "a b",
+            "a\u{1b}",
+            "-x",
+            &"a".repeat(65),
+        ] {
+            assert!(check_identity("t", name, "1", None).is_err(), "{name:?}");
+        }
+        for ext in [
+            "../../x", "a/b", ".hidden", "x.", "tmp", "a..b", "", "UPPER",
+        ] {
+            let e = check_identity("t", "ok", "1", Some(ext))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("extension"), "{e}");
+            assert!(!e.chars().any(char::is_control), "{e:?}");
+        }
+        assert!(check_identity("t", "ok", "1\u{1b}", None).is_err());
+    }
+
+    #[test]
+    fn output_caps_follow_the_input() {
+        let l = Limits::default();
+        assert_eq!(l.output_cap(Some(10)), l.output_floor);
+        assert_eq!(l.output_cap(Some(10 << 20)), 160 << 20);
+        assert_eq!(l.output_cap(Some(1 << 40)), l.output_bytes);
+        assert_eq!(l.output_cap(None), l.output_bytes);
+    }
 }
