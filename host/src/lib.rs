@@ -22,9 +22,11 @@
 //!
 //! The batch type every layer shares is the SDK's [`Batch`](strata_plugin_sdk::Batch).
 
+pub mod authoring;
 pub mod bench;
 pub mod catalog;
 pub mod compare;
+pub mod components;
 pub mod crash;
 pub mod demo;
 pub mod generate;

@@ -363,6 +363,15 @@ impl Store {
                 }
             }
         }
+        // A component copy interrupted before its rename (see `components`).
+        if let Ok(entries) = std::fs::read_dir(self.dir.join(crate::components::DIR)) {
+            for e in entries {
+                let p = e?.path();
+                if p.extension().is_some_and(|x| x == "tmp") {
+                    rec.temp_files.push(p);
+                }
+            }
+        }
         for p in rec.temp_files.iter().chain(&rec.orphans) {
             std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
         }

@@ -371,6 +371,11 @@ impl Store {
     pub fn tier(&mut self, plan: &Plan, now: i64, dry_run: bool) -> Result<Vec<MoveReport>> {
         for t in &plan.tiers {
             if let Some((c, _)) = &t.codec {
+                // The store keeps every component that may write a segment before it writes
+                // one, so it can always read what it wrote.
+                if !dry_run {
+                    self.keep_component(c)?;
+                }
                 self.codecs
                     .borrow_mut()
                     .insert(c.meta.sha256.clone(), c.clone());
@@ -837,27 +842,36 @@ impl Store {
         Ok(())
     }
 
-    /// The codec that wrote segment `s`: one the store has seen (from a plan) or a built-in of
-    /// that name, as long as its sha256 matches the catalog's.
+    /// The codec that wrote segment `s`, by the component sha256 the catalog records: one
+    /// the store has loaded already, else the store's own copy of it
+    /// ([`components`](crate::components)), else (a store from before strata kept copies)
+    /// a built-in or installed plugin of that name with that sha256.
     pub(crate) fn codec_for(&self, s: &SegmentInfo) -> Result<Rc<CodecPlugin>> {
         if let Some(c) = self.codecs.borrow().get(&s.codec_sha256) {
             return Ok(c.clone());
         }
         let rt = self.runtime()?;
-        let c = rt
-            .codec(&PluginRef::parse(&s.codec))
-            .with_context(|| format!("segment {}: loading codec `{}`", s.path, s.codec))?;
-        if c.meta.sha256 != s.codec_sha256 {
-            bail!(
-                "segment {} was written by codec `{}` with sha256 {}, but the available `{}` has sha256 {}; \
-                 pass the policy that names the original component",
-                s.path,
-                s.codec,
-                s.codec_sha256,
-                s.codec,
-                c.meta.sha256
-            );
-        }
+        let c = match self.load_kept(&rt, &s.codec_sha256)? {
+            Some(c) => c,
+            None => {
+                let c = rt
+                    .codec(&PluginRef::parse(&s.codec))
+                    .with_context(|| format!("segment {}: loading codec `{}`", s.path, s.codec))?;
+                if c.meta.sha256 != s.codec_sha256 {
+                    bail!(
+                        "segment {} was written by codec `{}` with sha256 {}, which this store \
+                         does not keep (no {}), and the available `{}` has sha256 {}",
+                        s.path,
+                        s.codec,
+                        s.codec_sha256,
+                        self.kept_component_path(&s.codec_sha256)?.display(),
+                        s.codec,
+                        c.meta.sha256
+                    );
+                }
+                c
+            }
+        };
         let c = Rc::new(c);
         self.codecs
             .borrow_mut()

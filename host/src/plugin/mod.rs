@@ -20,6 +20,7 @@ mod cache;
 pub mod conformance;
 pub mod native;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -219,17 +220,19 @@ pub struct PluginRef {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PluginSource {
-    Builtin(String),
+    /// A built-in, else a plugin installed under that name (see [`RuntimeConfig::plugin_dir`]).
+    Named(String),
     Path(PathBuf),
 }
 
 impl PluginRef {
-    /// A name with a `/` or ending in `.wasm` is a path; anything else names a built-in.
+    /// A name with a `/` or ending in `.wasm` is a path; anything else names a built-in or an
+    /// installed plugin.
     pub fn parse(s: &str) -> PluginRef {
         let source = if s.contains('/') || s.ends_with(".wasm") {
             PluginSource::Path(PathBuf::from(s))
         } else {
-            PluginSource::Builtin(s.to_string())
+            PluginSource::Named(s.to_string())
         };
         PluginRef {
             source,
@@ -246,7 +249,7 @@ impl PluginRef {
 impl fmt::Display for PluginRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.source {
-            PluginSource::Builtin(n) => write!(f, "{n}"),
+            PluginSource::Named(n) => write!(f, "{n}"),
             PluginSource::Path(p) => write!(f, "{}", p.display()),
         }
     }
@@ -348,6 +351,22 @@ pub struct RuntimeConfig {
     pub limits: Limits,
     /// Compiled-component cache directory; `None` compiles on every load.
     pub cache_dir: Option<PathBuf>,
+    /// Where `strata plugin install` puts components, and where a plugin named in a policy
+    /// that is not a built-in is looked up (`<dir>/<name>.wasm`); `None`: nowhere.
+    pub plugin_dir: Option<PathBuf>,
+}
+
+/// The user's plugin directory: `$STRATA_PLUGIN_DIR`, else `$XDG_DATA_HOME/strata/plugins`,
+/// else `~/.local/share/strata/plugins`.
+pub fn default_plugin_dir() -> Option<PathBuf> {
+    std::env::var_os("STRATA_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_DATA_HOME").map(|d| PathBuf::from(d).join("strata/plugins"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|d| PathBuf::from(d).join(".local/share/strata/plugins"))
+        })
 }
 
 impl Default for RuntimeConfig {
@@ -355,6 +374,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             limits: Limits::default(),
             cache_dir: CompileCache::default_dir(),
+            plugin_dir: default_plugin_dir(),
         }
     }
 }
@@ -370,6 +390,7 @@ struct Inner {
     linker: Linker<HostState>,
     cache: CompileCache,
     limits: Limits,
+    plugin_dir: Option<PathBuf>,
     _ticker: Arc<Ticker>,
 }
 
@@ -419,8 +440,14 @@ impl Runtime {
                 engine,
                 linker,
                 limits: config.limits,
+                plugin_dir: config.plugin_dir,
             }),
         })
+    }
+
+    /// The directory installed plugins live in, if any.
+    pub fn plugin_dir(&self) -> Option<&Path> {
+        self.inner.plugin_dir.as_deref()
     }
 
     pub fn limits(&self) -> &Limits {
@@ -435,40 +462,114 @@ impl Runtime {
                 linker: self.inner.linker.clone(),
                 cache: self.inner.cache.clone(),
                 limits,
+                plugin_dir: self.inner.plugin_dir.clone(),
                 _ticker: self.inner._ticker.clone(),
             }),
         }
     }
 
-    /// Loads a plugin of either kind.
+    /// Loads a plugin of either kind: a built-in or installed plugin by name, or a `.wasm`
+    /// file by path.
     pub fn load(&self, r: &PluginRef) -> Result<Plugin> {
         let (bytes, origin) = match &r.source {
-            PluginSource::Builtin(name) => {
-                let b = builtin(name).with_context(|| {
-                    let names: Vec<&str> = BUILTINS.iter().map(|b| b.name).collect();
-                    format!(
-                        "no built-in plugin `{name}` (built-ins: {})",
-                        names.join(", ")
-                    )
-                })?;
-                (
-                    std::borrow::Cow::Borrowed(b.wasm),
-                    format!("built-in `{name}`"),
-                )
-            }
+            PluginSource::Named(name) => match builtin(name) {
+                Some(b) => (Cow::Borrowed(b.wasm), format!("built-in `{name}`")),
+                None => {
+                    let path = self.installed_path(name).with_context(|| {
+                        let names: Vec<&str> = BUILTINS.iter().map(|b| b.name).collect();
+                        format!(
+                            "no plugin `{}`: not a built-in ({}) nor installed{}",
+                            clean_text(name),
+                            names.join(", "),
+                            match self.plugin_dir() {
+                                Some(d) => format!(" in {}", d.display()),
+                                None => String::new(),
+                            }
+                        )
+                    })?;
+                    let bytes = std::fs::read(&path)
+                        .with_context(|| format!("reading plugin {}", path.display()))?;
+                    (Cow::Owned(bytes), format!("installed `{name}`"))
+                }
+            },
             PluginSource::Path(p) => (
-                std::borrow::Cow::Owned(
+                Cow::Owned(
                     std::fs::read(p).with_context(|| format!("reading plugin {}", p.display()))?,
                 ),
                 p.display().to_string(),
             ),
         };
-        self.load_bytes(&bytes, &origin, r.sha256.as_deref())
+        self.load_component(bytes, &origin, r.sha256.as_deref())
+    }
+
+    /// The installed component called `name`, if there is one (a name that is not a valid
+    /// plugin name is never looked up).
+    pub fn installed_path(&self, name: &str) -> Option<PathBuf> {
+        check_identity("", name, "", None).ok()?;
+        let p = self.plugin_dir()?.join(format!("{name}.wasm"));
+        p.is_file().then_some(p)
+    }
+
+    /// Installs the component at `path` into the plugin directory under the name it gives
+    /// itself, so policies and commands can name it. Refuses a name a built-in has. Returns
+    /// the installed plugin and the sha256 it replaced, if any.
+    pub fn install(&self, path: &Path) -> Result<(Plugin, PathBuf, Option<String>)> {
+        let dir = self
+            .plugin_dir()
+            .context("no plugin directory: set STRATA_PLUGIN_DIR or HOME")?;
+        let plugin = self.load(&PluginRef {
+            source: PluginSource::Path(path.to_path_buf()),
+            sha256: None,
+        })?;
+        let name = plugin.meta().name.clone();
+        if builtin(&name).is_some() {
+            bail!(
+                "{} calls itself `{name}`, the name of a built-in plugin; give it another name in \
+                 its `describe`",
+                path.display()
+            );
+        }
+        let dest = dir.join(format!("{name}.wasm"));
+        let replaced = dest
+            .is_file()
+            .then(|| sha256_file(&dest))
+            .transpose()?
+            .filter(|old| *old != plugin.meta().sha256);
+        crate::segment::write_renamed(&dest, plugin.component())?;
+        crate::segment::sync_dir(dir)?;
+        Ok((plugin, dest, replaced))
+    }
+
+    /// Every installed plugin: (name, path), sorted by name.
+    pub fn installed(&self) -> Vec<(String, PathBuf)> {
+        let Some(Ok(entries)) = self.plugin_dir().map(std::fs::read_dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, PathBuf)> = entries
+            .filter_map(|e| {
+                let p = e.ok()?.path();
+                let name = p.file_name()?.to_str()?.strip_suffix(".wasm")?.to_string();
+                check_identity("", &name, "", None).ok()?;
+                Some((name, p))
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     /// Loads a plugin from its component bytes; `origin` names it in errors.
     pub fn load_bytes(&self, bytes: &[u8], origin: &str, pin: Option<&str>) -> Result<Plugin> {
-        let sha256 = hex::encode(Sha256::digest(bytes));
+        self.load_component(Cow::Owned(bytes.to_vec()), origin, pin)
+    }
+
+    /// Loads a plugin, keeping its bytes (a store keeps a copy of every codec that writes).
+    fn load_component(
+        &self,
+        bytes: Cow<'static, [u8]>,
+        origin: &str,
+        pin: Option<&str>,
+    ) -> Result<Plugin> {
+        let sha256 = hex::encode(Sha256::digest(&bytes));
         if let Some(pin) = pin
             && !pin.eq_ignore_ascii_case(&sha256)
         {
@@ -481,7 +582,7 @@ impl Runtime {
         let component = self
             .inner
             .cache
-            .load(engine, &sha256, bytes)
+            .load(engine, &sha256, &bytes)
             .with_context(|| format!("plugin {origin}: not a valid WebAssembly component"))?;
         let exports: Vec<String> = component
             .component_type()
@@ -516,6 +617,7 @@ impl Runtime {
             sha256,
             size: bytes.len(),
             kind,
+            component: Arc::new(bytes),
         };
         match kind {
             PluginKind::Codec => {
@@ -754,7 +856,7 @@ fn placeholder_codec_info() -> sdk::CodecInfo {
 }
 
 /// Identity of a loaded plugin.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PluginMeta {
     /// The name the plugin gives itself (`describe`).
     pub name: String,
@@ -763,6 +865,27 @@ pub struct PluginMeta {
     pub sha256: String,
     pub size: usize,
     pub kind: PluginKind,
+    /// The component's bytes.
+    component: Arc<Cow<'static, [u8]>>,
+}
+
+impl fmt::Debug for PluginMeta {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginMeta")
+            .field("name", &self.name)
+            .field("origin", &self.origin)
+            .field("sha256", &self.sha256)
+            .field("size", &self.size)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginMeta {
+    /// The component's bytes, exactly as loaded (their sha256 is [`sha256`](Self::sha256)).
+    pub fn component(&self) -> &[u8] {
+        &self.component
+    }
 }
 
 /// A loaded plugin of either kind.
@@ -772,6 +895,11 @@ pub enum Plugin {
 }
 
 impl Plugin {
+    /// The component's bytes.
+    pub fn component(&self) -> &[u8] {
+        self.meta().component()
+    }
+
     pub fn meta(&self) -> &PluginMeta {
         match self {
             Plugin::Codec(c) => &c.meta,
