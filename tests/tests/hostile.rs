@@ -305,20 +305,24 @@ fn snapshot(store: &Store, coins: &[String]) -> Snapshot {
         let a = store
             .query(c, i64::MIN, i64::MAX)
             .unwrap_or_else(|e| panic!("query of {c}: {e:#}"));
-        let rows = (0..a.len())
-            .map(|i| {
-                let r = a.rows.row(i);
-                Obs {
-                    ts: r.ts,
-                    bits: [r.price, r.market_cap, r.volume, r.supply].map(f64::to_bits),
-                    rank: r.rank,
-                    tier: a.tier[i].to_string(),
-                }
-            })
-            .collect();
-        out.insert(c.clone(), rows);
+        out.insert(c.clone(), snapshot_answer(&a));
     }
     out
+}
+
+/// The rows of one query answer.
+fn snapshot_answer(a: &strata::query::Answer) -> Vec<Obs> {
+    (0..a.len())
+        .map(|i| {
+            let r = a.rows.row(i);
+            Obs {
+                ts: r.ts,
+                bits: [r.price, r.market_cap, r.volume, r.supply].map(f64::to_bits),
+                rank: r.rank,
+                tier: a.tier[i].to_string(),
+            }
+        })
+        .collect()
 }
 
 fn warm_segments(store: &Store) -> u64 {
@@ -640,6 +644,129 @@ fn the_first_failing_bucket_stops_the_transition() {
     fx.assert_intact(&rt, "reopened", &before);
 }
 
+/// What became of a transition with a codec that misbehaves only in queries (decodes with a
+/// coin filter), and of the queries after it.
+struct QueryAttack {
+    fx: Fixture,
+    rt: Runtime,
+    before: Snapshot,
+    /// The transition's error, if it was refused.
+    refused: Option<String>,
+    /// Otherwise, per coin: the query's answer (or error) and how long it took.
+    queries: BTreeMap<String, (Result<Vec<Obs>, String>, Duration)>,
+    /// An ingest into the same store after the queries, and `verify`.
+    ingest: Result<(), String>,
+    verify: Vec<String>,
+}
+
+/// `hostile-codec` in a `filter-*` mode as the warm codec: its decode is faithful without a coin
+/// filter, so a check that decodes new segments without one lets the transition through.
+fn query_attack(mode_name: &str) -> QueryAttack {
+    let fx = Fixture::new(4, HOUR);
+    let rt = limited();
+    let codec = fx.plugin("hostile-codec.wasm", guests::HOSTILE_CODEC);
+    let before = fx.snapshot(&rt, "before");
+    let d = defs(daily_sample(), (codec, mode(mode_name)), 2);
+    let (rt2, coins) = (rt.clone(), fx.coins.clone());
+    let (refused, queries, ingest, verify) = fx.with_store(&rt, mode_name, move |store| {
+        let plan = Plan::load(&rt2, &d).unwrap();
+        if let Err(e) = store.tier(&plan, NOW, false) {
+            return (Some(format!("{e:#}")), BTreeMap::new(), Ok(()), Vec::new());
+        }
+        let mut queries = BTreeMap::new();
+        for c in coins.iter().filter(|c| store.coin_id(c).is_some()) {
+            let t = Instant::now();
+            let answer = store
+                .query(c, i64::MIN, i64::MAX)
+                .map(|a| snapshot_answer(&a))
+                .map_err(|e| format!("{e:#}"));
+            queries.insert(c.clone(), (answer, t.elapsed()));
+        }
+        let mut row = Batch::default();
+        row.coins.push(coins[0].clone());
+        row.push(0, NOW, 1.0, 2.0, 3.0, 4.0, 5);
+        let ingest = store
+            .ingest(&row, &[])
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"));
+        (None, queries, ingest, verify_faults(store))
+    });
+    QueryAttack {
+        fx,
+        rt,
+        before,
+        refused,
+        queries,
+        ingest,
+        verify,
+    }
+}
+
+/// A decoder that sleeps only when given a coin filter passes a check without one; the queries
+/// that meet it then fail at the time limit naming the plugin and the segment, and the store
+/// stays usable (or the transition is refused outright, nothing lost).
+#[test]
+fn a_codec_that_sleeps_only_in_queries_fails_the_query_not_the_store() {
+    let q = query_attack("filter-sleep");
+    if let Some(err) = q.refused {
+        assert!(err.contains("hostile-codec"), "{err}");
+        q.fx.assert_intact(&q.rt, "filter-sleep refused, reopened", &q.before);
+        return;
+    }
+    let moved: Vec<&String> = q
+        .before
+        .iter()
+        .filter(|(_, rows)| rows.iter().any(|r| r.ts < CUT))
+        .map(|(c, _)| c)
+        .collect();
+    assert!(!moved.is_empty());
+    for c in moved {
+        let (answer, took) = &q.queries[c];
+        let err = answer
+            .as_ref()
+            .map(Vec::len)
+            .expect_err(&format!("query of {c} through a sleeping decoder answered"));
+        assert!(err.contains("hostile-codec"), "{c}: {err}");
+        assert!(
+            err.contains("segment"),
+            "{c}: the error names no segment: {err}"
+        );
+        assert_printable(c, err);
+        assert!(
+            *took < LIMIT * 3,
+            "{c}: the query took {took:?}, limit {LIMIT:?}"
+        );
+    }
+    assert_eq!(q.ingest, Ok(()), "ingest after the failed queries");
+    assert_eq!(q.verify, Vec::<String>::new(), "verify");
+}
+
+/// A decoder that lies only when given a coin filter passes a check without one; a query must
+/// still never return rows other than those stored: it answers right or fails naming the plugin
+/// (or the transition is refused outright, nothing lost).
+#[test]
+#[ignore = "finding, not yet in the host's plan: segments are checked by a decode without a \
+            coin filter, queries decode with one, and `filter-lie` lies only then"]
+fn a_codec_that_lies_only_in_queries_is_caught() {
+    let q = query_attack("filter-lie");
+    if let Some(err) = q.refused {
+        assert!(err.contains("hostile-codec"), "{err}");
+        q.fx.assert_intact(&q.rt, "filter-lie refused, reopened", &q.before);
+        return;
+    }
+    let want = moved(&q.before, CUT, first_of_each_day);
+    for (c, (answer, _)) in &q.queries {
+        match answer {
+            Ok(rows) => {
+                let got = Snapshot::from([(c.clone(), rows.clone())]);
+                let w = Snapshot::from([(c.clone(), want[c].clone())]);
+                assert_same(&format!("filter-lie: query of {c}"), &got, &w);
+            }
+            Err(e) => assert!(e.contains("hostile-codec"), "{c}: {e}"),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Codecs that misbehave on encode
 
@@ -712,6 +839,7 @@ fn a_codec_that_sleeps_on_encode_is_stopped_at_its_time_limit() {
 fn a_plugin_error_message_reaches_the_user_without_control_characters() {
     let err = hostile_codec(strata_tests::runtime())
         .encode(&ten_rows(), &mode("escape"))
+        .map(|b| b.len())
         .expect_err("escape mode fails");
     let text = err.to_string();
     assert_printable("escape", &text);
@@ -724,9 +852,29 @@ fn a_plugin_error_message_reaches_the_user_without_control_characters() {
 fn output_far_larger_than_the_input_is_refused_with_default_limits() {
     let err = hostile_codec(strata_tests::runtime())
         .encode(&ten_rows(), &mode("flood"))
+        .map(|b| b.len())
         .expect_err("64 MiB for 10 rows was accepted");
     assert!(matches!(err.kind, CallErrorKind::Output(_)), "{err}");
     encode_attack_in_store(strata_tests::runtime(), "flood");
+}
+
+/// Plugins are pure functions of their inputs (the WIT says so): a codec drawing on fresh
+/// randomness could pass the check of a new segment and decode it differently later. Two
+/// calls that draw randomness return the same bytes (a fixed seed), or fail.
+#[test]
+#[ignore = "finding, not yet in the host's plan: plugins draw the host's fresh randomness \
+            (WasiCtx's default random and insecure-seed)"]
+fn plugins_draw_no_fresh_randomness() {
+    let codec = hostile_codec(strata_tests::runtime());
+    let draw = || {
+        codec
+            .encode(&ten_rows(), &mode("random"))
+            .map_err(|e| e.to_string())
+    };
+    match (draw(), draw()) {
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "two calls drew different random bytes"),
+        (Err(e), _) | (_, Err(e)) => assert!(e.contains("random"), "{e}"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -17,6 +17,12 @@
 //! | `encode-sleep` | encode sleeps for an hour | stop it at the time limit |
 //! | `escape` | encode fails with a message full of terminal escapes | print the message without control characters |
 //! | `flood` | encode returns 64 MiB whatever the input | refuse output far larger than the input |
+//! | `random` | encode returns 16 bytes drawn from the sandbox's randomness | plugins are pure functions: the same call gives the same bytes (or fails) |
+//! | `filter-lie` | decode is faithful without a coin filter, but flips the lowest mantissa bit of every price when given one | a query never returns rows other than those stored |
+//! | `filter-sleep` | decode is faithful without a coin filter, but sleeps for an hour when given one | the query fails at the time limit, naming the plugin and segment; the store stays usable |
+//!
+//! The `filter-*` modes pass a check that decodes a new segment without a coin filter, and
+//! misbehave only in queries, which decode with one.
 //!
 //! The component is bound to the WIT world by hand rather than through the SDK's
 //! `export_codec!`, so nothing on the guest side (the SDK validates what `decode` returns)
@@ -28,7 +34,7 @@ use std::time::{Duration, Instant, SystemTime};
 use strata_plugin_sdk::{Batch, CodecInfo, Column, Error, OptionSpec, Options, PluginInfo, Result};
 
 /// Every `mode` the codec takes.
-pub const MODES: [&str; 12] = [
+pub const MODES: [&str; 15] = [
     "honest",
     "bitflip",
     "scale-dates",
@@ -41,6 +47,9 @@ pub const MODES: [&str; 12] = [
     "encode-sleep",
     "escape",
     "flood",
+    "random",
+    "filter-lie",
+    "filter-sleep",
 ];
 
 /// The first bytes of every segment this codec writes.
@@ -100,6 +109,12 @@ pub fn encode(batch: &Batch, opts: &[(String, String)]) -> Result<Vec<u8>> {
             return Err(Error::Internal("\u{1b}[2J\u{1b}[31mred\u{7} text".into()));
         }
         "flood" => return Ok(vec![0x5a; 64 << 20]),
+        "random" => {
+            use std::hash::BuildHasher;
+            let state = std::collections::hash_map::RandomState::new();
+            let bytes = [state.hash_one(1u64), state.hash_one(2u64)];
+            return Ok(bytes.iter().flat_map(|v| v.to_le_bytes()).collect());
+        }
         _ => {}
     }
     let mut out = Vec::with_capacity(64 + batch.len() * 48);
@@ -109,8 +124,9 @@ pub fn encode(batch: &Batch, opts: &[(String, String)]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Decodes a segment, misbehaving as its header says.
-pub fn decode(bytes: &[u8]) -> Result<Batch> {
+/// Decodes a segment, misbehaving as its header says (the `filter-*` modes only when given a
+/// coin filter, which is otherwise ignored).
+pub fn decode(bytes: &[u8], coins: Option<&[String]>) -> Result<Batch> {
     let mut r = Reader { bytes, at: 0 };
     if r.take(MAGIC.len())? != MAGIC {
         return Err(Error::corrupt("not a hostile-codec segment (bad magic)"));
@@ -123,7 +139,13 @@ pub fn decode(bytes: &[u8]) -> Result<Batch> {
             bytes.len() - r.at
         )));
     }
-    match mode.as_str() {
+    // The `filter-*` modes act like `bitflip` and `decode-sleep` in queries only.
+    let mode = match (mode.as_str(), coins.is_some()) {
+        ("filter-lie", true) => "bitflip",
+        ("filter-sleep", true) => "decode-sleep",
+        (m, _) => m,
+    };
+    match mode {
         "bitflip" => {
             for p in &mut batch.price {
                 *p = f64::from_bits(p.to_bits() ^ 1);
@@ -333,8 +355,8 @@ mod component {
             Ok(super::encode(&data.into(), &opts)?)
         }
 
-        fn decode(bytes: Vec<u8>, _coins: Option<Vec<String>>) -> Result<wit::Batch, wit::Error> {
-            Ok(super::decode(&bytes)?.into())
+        fn decode(bytes: Vec<u8>, coins: Option<Vec<String>>) -> Result<wit::Batch, wit::Error> {
+            Ok(super::decode(&bytes, coins.as_deref())?.into())
         }
     }
 
@@ -374,7 +396,7 @@ mod tests {
     #[test]
     fn honest_round_trips_bit_for_bit() {
         let b = sample();
-        let back = decode(&encode(&b, &opts("honest")).unwrap()).unwrap();
+        let back = decode(&encode(&b, &opts("honest")).unwrap(), None).unwrap();
         assert!(back.bit_eq(&b), "{:?}", back.first_difference(&b));
     }
 
@@ -382,19 +404,23 @@ mod tests {
     fn lying_modes_change_what_decode_returns() {
         let b = sample();
         for mode in ["bitflip", "scale-dates", "drop-rows"] {
-            let back = decode(&encode(&b, &opts(mode)).unwrap()).unwrap();
+            let back = decode(&encode(&b, &opts(mode)).unwrap(), None).unwrap();
             assert!(!back.bit_eq(&b), "{mode}");
             back.validate().unwrap();
         }
-        let bad = decode(&encode(&b, &opts("decode-invalid")).unwrap()).unwrap();
+        let bad = decode(&encode(&b, &opts("decode-invalid")).unwrap(), None).unwrap();
         assert!(bad.validate().is_err());
+        // Without a coin filter, `filter-lie` is faithful; with one it lies.
+        let bytes = encode(&b, &opts("filter-lie")).unwrap();
+        assert!(decode(&bytes, None).unwrap().bit_eq(&b));
+        assert!(!decode(&bytes, Some(&["a".into()])).unwrap().bit_eq(&b));
     }
 
     #[test]
     fn garbage_is_corrupt_input() {
         let bytes = encode(&sample(), &opts("honest")).unwrap();
         for n in 0..bytes.len() {
-            assert!(decode(&bytes[..n]).is_err(), "prefix of {n} bytes");
+            assert!(decode(&bytes[..n], None).is_err(), "prefix of {n} bytes");
         }
         assert!(matches!(
             encode(&sample(), &opts("nonsense")),
