@@ -186,7 +186,8 @@ impl Fixture {
         assert!(faults.is_empty(), "{what}: verify: {faults:?}");
     }
 
-    /// An honest transition with `defs` succeeds and leaves exactly `want`.
+    /// An honest transition with `defs` succeeds and leaves exactly `want`, in the same store
+    /// and after a reopen.
     fn assert_honest(&self, rt: &Runtime, what: &str, defs: Vec<TierDef>, want: &Snapshot) {
         let a = self.attempt(rt, what, defs, true);
         if let Err(e) = &a.result {
@@ -198,6 +199,12 @@ impl Fixture {
             "{what}: nothing reached `warm`"
         );
         assert_eq!(a.verify.unwrap(), Vec::<String>::new(), "{what}: verify");
+        // The same after a reopen, with no plan at hand to name the codec.
+        let coins = self.coins.clone();
+        let (after, faults) =
+            self.with_store(rt, what, move |s| (snapshot(s, &coins), verify_faults(s)));
+        assert_same(&format!("{what}, reopened"), &after, want);
+        assert_eq!(faults, Vec::<String>::new(), "{what}, reopened: verify");
     }
 }
 
