@@ -402,8 +402,9 @@ fn canonical(b: &Batch, sorted: bool) -> Batch {
     if sorted { b.sorted() } else { b.clone() }
 }
 
+/// Bit for bit, naming the first row and column that differ.
 fn compare(expect: &Batch, got: &Batch) -> Result<(), String> {
-    match expect.first_difference(got) {
+    match crate::roundtrip::first_difference(expect, got, true) {
         None => Ok(()),
         Some(d) => Err(format!("decoded data differs: {d}")),
     }

@@ -243,9 +243,29 @@ pub const REAL_DATA: &str =
 /// Reads a gzipped `coin_id,timestamp,price,volume,market_cap` CSV (the layout of
 /// [`REAL_DATA`]) into a batch; empty cells are unknown (NaN), supply and rank are unknown.
 pub fn read_market_csv_gz(path: &str) -> std::io::Result<Batch> {
-    use std::io::{BufRead, BufReader};
     let file = std::fs::File::open(path)?;
-    let reader = BufReader::new(flate2::read::MultiGzDecoder::new(file));
+    read_market_csv_from(path, flate2::read::MultiGzDecoder::new(file))
+}
+
+/// Like [`read_market_csv_gz`], for a CSV that is gzip-compressed or not (told by its first
+/// bytes): e.g. the real-data extract a scaffolded plugin crate ships in `data/`, read from a
+/// test as `read_market_csv(concat!(env!("CARGO_MANIFEST_DIR"), "/data/coingecko-extract.csv"))`.
+pub fn read_market_csv(path: impl AsRef<std::path::Path>) -> std::io::Result<Batch> {
+    use std::io::Read;
+    let path = path.as_ref();
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.read_to_end(&mut bytes)?;
+    let name = path.display().to_string();
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        read_market_csv_from(&name, flate2::read::MultiGzDecoder::new(&bytes[..]))
+    } else {
+        read_market_csv_from(&name, &bytes[..])
+    }
+}
+
+fn read_market_csv_from(path: &str, input: impl std::io::Read) -> std::io::Result<Batch> {
+    use std::io::{BufRead, BufReader};
+    let reader = BufReader::new(input);
     let bad = |line: usize, what: &str| {
         std::io::Error::new(
             std::io::ErrorKind::InvalidData,
