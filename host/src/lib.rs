@@ -7,6 +7,8 @@
 //! recompiling strata.
 //!
 //! - [`plugin`]: the sandboxed plugin runtime, the built-in plugins and their conformance suite.
+//! - [`authoring`]: writing plugins outside the repo: `strata plugin new` (a standalone crate
+//!   with the SDK and WIT) and `strata plugin build`.
 //! - [`policy`]: tier policies (TOML): ages, retention plugins, codecs, segment layout.
 //! - [`compare`]: every codec on the same data, through wasm and natively (`strata compare`).
 //! - [`plan`]: storage and cost per tier per year for a policy (`strata plan`).

@@ -178,3 +178,111 @@ fn the_plugin_guide_runs_start_to_finish() {
         "{compare}"
     );
 }
+
+/// A toolchain without the wasm target: `plugin build` runs `rustup target add` and says so;
+/// with no rustup either, it says what to install. Fake `rustc` and `rustup` scripts stand in.
+#[test]
+fn a_missing_wasm_target_is_added_through_rustup_or_explained() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = tempfile::tempdir().unwrap();
+    let crate_dir = work.path().join("c");
+    let new = strata(
+        work.path(),
+        &["plugin", "new", "codec", "c", crate_dir.to_str().unwrap()],
+    );
+    assert!(new.status.success(), "{new:?}");
+    let bin = work.path().join("bin");
+    std::fs::create_dir_all(work.path().join("sysroot/lib/rustlib")).unwrap();
+    std::fs::create_dir(&bin).unwrap();
+    let script = |name: &str, body: &str| {
+        let p = bin.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    script(
+        "rustc",
+        &format!("echo {}", work.path().join("sysroot").display()),
+    );
+    let build = |path: &str| {
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .current_dir(&crate_dir)
+            .args(["plugin", "build"])
+            .env("PATH", path)
+            .env("RUSTC", bin.join("rustc"))
+            .env("CARGO", bin.join("false-cargo"))
+            .output()
+            .unwrap()
+    };
+    let out = build(bin.to_str().unwrap());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("the wasm32-wasip2 target is missing; installing it: rustup target add")
+            && err.contains("rustup was not found")
+            && err.contains("https://rustup.rs"),
+        "{err}"
+    );
+
+    let log = work.path().join("rustup.log");
+    script("rustup", &format!("echo \"$@\" >> {}", log.display()));
+    script("false-cargo", "exit 1");
+    let out = build(bin.to_str().unwrap());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("installing it: rustup target add wasm32-wasip2"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap().trim(),
+        "target add wasm32-wasip2"
+    );
+    // The fake cargo fails the build itself, and the error says so.
+    assert!(err.contains("building") && err.contains("failed"), "{err}");
+}
+
+/// A codec that changes one value on decode fails conformance, and `plugin test` names the
+/// first failing check with the row and the column that differ.
+#[test]
+fn plugin_test_names_the_first_failing_check_row_and_column() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("wrong");
+    let new = strata(
+        work.path(),
+        &["plugin", "new", "codec", "wrong", dir.to_str().unwrap()],
+    );
+    assert!(new.status.success(), "{new:?}");
+    let lib = dir.join("src/lib.rs");
+    let text = std::fs::read_to_string(&lib).unwrap();
+    let anchor = "        if !r.0.is_empty() {";
+    assert!(text.contains(anchor));
+    let text = text.replacen(
+        anchor,
+        &format!(
+            "        if n > 5 {{\n            b.volume[5] *= 1.0000001;\n        }}\n{anchor}"
+        ),
+        1,
+    );
+    std::fs::write(&lib, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .current_dir(&dir)
+        .args(["plugin", "test"])
+        .env("CARGO_TARGET_DIR", target_dir())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let first = stdout
+        .lines()
+        .find(|l| l.starts_with("first failure: "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        first.contains("first failure: round trip: ")
+            && first.contains("row 5 (coin `")
+            && first.contains("column `volume`"),
+        "{first}"
+    );
+    assert!(
+        !stdout.contains("<- this plugin"),
+        "no figures for a failing codec"
+    );
+}

@@ -406,7 +406,7 @@ fn canonical(b: &Batch, sorted: bool) -> Batch {
 fn compare(expect: &Batch, got: &Batch) -> Result<(), String> {
     match crate::roundtrip::first_difference(expect, got, true) {
         None => Ok(()),
-        Some(d) => Err(format!("decoded data differs: {d}")),
+        Some(d) => Err(format!("decoded data differs: {}", super::clean_text(&d))),
     }
 }
 
