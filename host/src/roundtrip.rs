@@ -111,8 +111,10 @@ mod tests {
     use super::*;
 
     fn batch() -> Batch {
-        let mut b = Batch::default();
-        b.coins = vec!["a".into(), "b".into()];
+        let mut b = Batch {
+            coins: vec!["a".into(), "b".into()],
+            ..Batch::default()
+        };
         for (c, ts, p) in [(0, 1, 1.0), (0, 2, -0.0), (1, 1, f64::NAN), (1, 5, 3.5)] {
             b.push(c, ts, p, 2.0, 3.0, 4.0, 7);
         }
@@ -128,10 +130,13 @@ mod tests {
         assert_eq!(first_difference(&want, &got, true), None);
     }
 
+    /// A change to a batch, and the words its difference must contain.
+    type Case = (&'static str, fn(&mut Batch));
+
     #[test]
     fn every_kind_of_change_is_named() {
         let want = batch();
-        let cases: [(&str, fn(&mut Batch)); 6] = [
+        let cases: [Case; 6] = [
             ("column `price`", |b| b.price[1] = 0.0),
             ("column `ts`", |b| b.ts[3] = 6),
             ("column `coin`", |b| b.coin_index[0] = 1),

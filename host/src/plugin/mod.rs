@@ -1178,7 +1178,7 @@ impl PolicyPlugin {
             .zip(self.bucket_starts(&firsts, opts)?)
             .collect();
         let starts = self.bucket_starts(&rollup.ts, opts)?;
-        for r in 0..rollup.len() {
+        for (r, &start) in starts.iter().enumerate().take(rollup.len()) {
             let coin = rollup.coins[rollup.coin_index[r] as usize].as_str();
             let ts = rollup.ts[r];
             let Some(&(lo, hi)) = span.get(coin) else {
@@ -1190,13 +1190,12 @@ impl PolicyPlugin {
                     ),
                 ));
             };
-            if starts[r] != ts {
+            if start != ts {
                 return Err(self.refused(
                     "select",
                     format!(
                         "rollup row {r} (coin `{coin}`) is dated {ts}, not at a bucket start (its \
-                         bucket starts at {})",
-                        starts[r]
+                         bucket starts at {start})"
                     ),
                 ));
             }
