@@ -84,6 +84,27 @@ fn rate(rows: usize, d: Duration) -> f64 {
     rows as f64 / d.as_secs_f64().max(1e-9)
 }
 
+/// The codecs a `--codecs` list names, in order, each once: `all` (or an empty list) stands
+/// for every built-in codec, anything else (a built-in or installed name, a `.wasm` path) for
+/// itself, so `all,my-codec.wasm` compares a new codec with every built-in.
+pub fn expand_codecs(names: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let all = [String::from("all")];
+    for name in if names.is_empty() { &all[..] } else { names } {
+        let expanded = if name == "all" {
+            builtin_codecs()
+        } else {
+            vec![name.clone()]
+        };
+        for n in expanded {
+            if !out.contains(&n) {
+                out.push(n);
+            }
+        }
+    }
+    out
+}
+
 /// Runs every requested codec on `batch`. A codec that fails is reported with its error rather
 /// than ending the comparison.
 pub fn compare(
@@ -92,11 +113,7 @@ pub fn compare(
     opts: &CompareOptions,
     mut progress: impl FnMut(&str),
 ) -> Vec<Figures> {
-    let codecs = if opts.codecs.is_empty() {
-        builtin_codecs()
-    } else {
-        opts.codecs.clone()
-    };
+    let codecs = expand_codecs(&opts.codecs);
     let baseline = jsonl_bytes(batch) as f64;
     codecs
         .iter()
@@ -327,6 +344,30 @@ pub fn chart_svg(figures: &[Figures], title: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_stands_for_every_builtin_and_keeps_the_other_names() {
+        let builtins = builtin_codecs();
+        assert!(builtins.len() >= 5, "{builtins:?}");
+        assert_eq!(expand_codecs(&[]), builtins);
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mut want = builtins.clone();
+        want.push("my-codec.wasm".into());
+        assert_eq!(expand_codecs(&names(&["all", "my-codec.wasm"])), want);
+        assert_eq!(
+            expand_codecs(&names(&["columnar", "all"]))[0],
+            "columnar",
+            "order is kept, each codec once"
+        );
+        assert_eq!(
+            expand_codecs(&names(&["columnar", "all"])).len(),
+            builtins.len()
+        );
+        assert_eq!(
+            expand_codecs(&names(&["x.wasm", "parquet"])),
+            names(&["x.wasm", "parquet"])
+        );
+    }
 
     #[test]
     fn table_and_chart_show_every_codec() {

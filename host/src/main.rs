@@ -73,7 +73,8 @@ enum Command {
         input: PathBuf,
         #[command(flatten)]
         source: SourceArgs,
-        /// Codecs to compare (built-in names or .wasm paths), comma-separated, or `all`.
+        /// Codecs to compare (built-in or installed names, .wasm paths), comma-separated; `all` is
+        /// every built-in (`all,my-codec.wasm` adds one).
         #[arg(
             long,
             value_delimiter = ',',
@@ -452,11 +453,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if let Some(n) = limit.filter(|&n| n < batch.len()) {
                 batch = batch.take(&(0..n as u32).collect::<Vec<_>>());
             }
-            let codecs = if codecs.iter().any(|c| c == "all") {
-                Vec::new()
-            } else {
-                codecs
-            };
             let options = options
                 .iter()
                 .map(|o| {

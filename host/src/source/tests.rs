@@ -7,7 +7,7 @@ use strata_plugin_sdk::{Batch, CoinDict, Row};
 
 use super::*;
 
-/// A shared data file (`/work/shared/data/...` beside the repository), or `None` with a note
+/// A shared data file (`../shared/data/...` beside the repository), or `None` with a note
 /// when this checkout has no shared data.
 pub(crate) fn shared(rel: &str) -> Option<PathBuf> {
     let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data")).join(rel);

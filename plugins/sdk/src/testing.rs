@@ -235,10 +235,20 @@ pub fn assert_rejects_damage(codec: &dyn Codec, batch: &Batch, opts: &[(&str, &s
 }
 
 /// The real data set the speed figures in codec docs refer to: CoinGecko daily history of 1010
-/// coins, 1,143,478 rows (`/work/shared/data/coingecko-daily-1010coins`, see its SOURCE.md).
-/// `STRATA_BENCH_DATA` overrides the path.
-pub const REAL_DATA: &str =
-    "/work/shared/data/coingecko-daily-1010coins/coins_daily_2013-04-28_2025-07-14.csv.gz";
+/// coins, 1,143,478 rows, as a path under the shared data directory that sits beside the
+/// repository (`../shared/data/`, see the set's SOURCE.md). [`real_data_path`] resolves it.
+pub const REAL_DATA: &str = "coingecko-daily-1010coins/coins_daily_2013-04-28_2025-07-14.csv.gz";
+
+/// Where [`REAL_DATA`] is read from: `STRATA_BENCH_DATA` when set, else the shared data
+/// directory beside the repository this SDK was built in.
+pub fn real_data_path() -> std::path::PathBuf {
+    match std::env::var_os("STRATA_BENCH_DATA") {
+        Some(p) => p.into(),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/data")
+            .join(REAL_DATA),
+    }
+}
 
 /// Reads a gzipped `coin_id,timestamp,price,volume,market_cap` CSV (the layout of
 /// [`REAL_DATA`]) into a batch; empty cells are unknown (NaN), supply and rank are unknown.
@@ -307,8 +317,13 @@ fn read_market_csv_from(path: &str, input: impl std::io::Read) -> std::io::Resul
 /// a test.
 pub fn measure_main(codec: &dyn Codec) {
     use std::time::Instant;
-    let path = std::env::var("STRATA_BENCH_DATA").unwrap_or_else(|_| REAL_DATA.to_string());
-    let mut batch = read_market_csv_gz(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let path = real_data_path();
+    let mut batch = read_market_csv(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (set STRATA_BENCH_DATA to the CoinGecko daily CSV)",
+            path.display()
+        )
+    });
     if let Ok(rows) = std::env::var("STRATA_BENCH_ROWS") {
         let rows: u32 = rows.parse().expect("STRATA_BENCH_ROWS is a row count");
         batch = batch.take(&(0..rows.min(batch.len() as u32)).collect::<Vec<_>>());

@@ -22,7 +22,8 @@
 //! | `filter-sleep` | decode is faithful without a coin filter, but sleeps for an hour when given one | the query fails at the time limit, naming the plugin and segment; the store stays usable |
 //!
 //! The `filter-*` modes pass a check that decodes a new segment without a coin filter, and
-//! misbehave only in queries, which decode with one.
+//! misbehave only when a query decodes with one. The codec claims `filter-pushdown`, but the
+//! host gives a coin filter only to its own built-ins, so a query decodes as the check did.
 //!
 //! The component is bound to the WIT world by hand rather than through the SDK's
 //! `export_codec!`, so nothing on the guest side (the SDK validates what `decode` returns)
@@ -78,7 +79,8 @@ pub fn describe() -> CodecInfo {
         media_type: "application/octet-stream".into(),
         lossless: true,
         sorts_rows: false,
-        filter_pushdown: false,
+        // Claimed, so the `filter-*` modes are given a filter wherever a host would give one.
+        filter_pushdown: true,
         extra_columns: true,
     }
 }
