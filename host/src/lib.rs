@@ -15,8 +15,9 @@
 //! - [`source`]: the ways data gets in — file readers (canonical CSV/JSONL, CoinGecko, CMC,
 //!   mapped CSVs) and the Coinpaprika client and collector.
 //! - [`store`]: the data directory (SQLite hot tier, segment catalog, startup recovery), with
-//!   [`hot`] (ingest and the hot tier's layout), [`segment`] and [`catalog`] (segment files and
-//!   their index), [`tiering`] (tier transitions) and [`query`] (cross-tier reads) adding to
+//!   [`hot`] (ingest and the hot tier's layout), [`segment`] and [`catalog`] (segment names and
+//!   their index), [`segment_store`] (the seam where segment bytes live: the data directory,
+//!   or memory with injected faults for tests), [`tiering`] (tier transitions) and [`query`] (cross-tier reads) adding to
 //!   [`Store`].
 //! - [`generate`]: the synthetic market generator; [`crash`]: fault injection for crash tests.
 //! - [`demo`]: the main job end to end on generated data (`strata demo`); [`bench`](mod@bench): the
@@ -40,6 +41,7 @@ pub mod policy;
 pub mod query;
 pub mod roundtrip;
 pub mod segment;
+pub mod segment_store;
 pub mod source;
 pub mod store;
 pub mod tiering;

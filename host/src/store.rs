@@ -12,11 +12,13 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::plugin::{CodecPlugin, Runtime, RuntimeConfig};
+use crate::segment_store::{FsSegmentStore, SegmentStore};
 
 /// The schema version this build reads and writes (`PRAGMA user_version`). Version 1 stored
 /// each hot value in a column of its own; opening such a store converts it (see
@@ -155,6 +157,9 @@ pub struct StoreOptions {
     /// so a group may hold more). Smaller groups start the pipeline sooner; the survivors of a
     /// coin bucket are gathered before they are written, so this does not change segments.
     pub transition_read_rows: usize,
+    /// Where segment bytes live ([`segment_store`](crate::segment_store)); `None` is the data
+    /// directory itself ([`FsSegmentStore`]).
+    pub segment_store: Option<Arc<dyn SegmentStore>>,
 }
 
 impl Default for StoreOptions {
@@ -164,6 +169,7 @@ impl Default for StoreOptions {
             cache_mib: 256,
             mmap_bytes: 0,
             transition_read_rows: 1 << 18,
+            segment_store: None,
         }
     }
 }
@@ -176,6 +182,8 @@ pub struct Store {
     pub(crate) dir: PathBuf,
     pub(crate) conn: Connection,
     pub(crate) options: StoreOptions,
+    /// Where segment bytes are read and written.
+    pub(crate) segments: Arc<dyn SegmentStore>,
     /// coin key -> id, and id -> key.
     pub(crate) coin_ids: HashMap<String, i64>,
     pub(crate) coin_keys: HashMap<i64, String>,
@@ -192,11 +200,12 @@ pub struct Store {
 /// What startup recovery found and removed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recovery {
-    /// Temporary files of an interrupted segment write.
-    pub temp_files: Vec<PathBuf>,
-    /// Segment files not in the catalog (written but never committed, or replaced by a committed
-    /// transition whose clean-up was interrupted).
-    pub orphans: Vec<PathBuf>,
+    /// Temporary files of an interrupted segment or component write (segment-store keys, or
+    /// paths under the data directory for components).
+    pub temp_files: Vec<String>,
+    /// Segments not in the catalog (written but never committed, or replaced by a committed
+    /// transition whose clean-up was interrupted), by segment-store key.
+    pub orphans: Vec<String>,
 }
 
 impl Store {
@@ -282,10 +291,15 @@ impl Store {
         }
         let recent_rows: i64 =
             conn.query_row("SELECT count(*) FROM hot_recent", [], |r| r.get(0))?;
+        let segments: Arc<dyn SegmentStore> = match &options.segment_store {
+            Some(s) => s.clone(),
+            None => Arc::new(FsSegmentStore::new(&dir)),
+        };
         let store = Store {
             dir,
             conn,
             options,
+            segments,
             coin_ids,
             coin_keys,
             recent_rows: recent_rows as u64,
@@ -296,7 +310,7 @@ impl Store {
         };
         let rec = store.recover()?;
         for p in rec.temp_files.iter().chain(&rec.orphans) {
-            tracing::warn!("startup recovery removed {}", p.display());
+            tracing::warn!("startup recovery removed {p}");
         }
         Ok(store)
     }
@@ -345,35 +359,26 @@ impl Store {
             }
         }
         let mut rec = Recovery::default();
-        let root = self.dir.join("segments");
-        let mut stack = vec![root.clone()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).with_context(|| format!("listing {}", d.display()))? {
-                let e = e?;
-                let p = e.path();
-                if e.file_type()?.is_dir() {
-                    stack.push(p);
-                    continue;
-                }
-                let rel = self.relative(&p);
-                if p.extension().is_some_and(|x| x == "tmp") {
-                    rec.temp_files.push(p);
-                } else if !known.contains(&rel) {
-                    rec.orphans.push(p);
-                }
+        for l in self.segments.list("segments/")? {
+            if l.key.ends_with(".tmp") {
+                rec.temp_files.push(l.key);
+            } else if !known.contains(&l.key) {
+                rec.orphans.push(l.key);
             }
+        }
+        for k in rec.temp_files.iter().chain(&rec.orphans) {
+            self.segments.delete(k)?;
         }
         // A component copy interrupted before its rename (see `components`).
         if let Ok(entries) = std::fs::read_dir(self.dir.join(crate::components::DIR)) {
             for e in entries {
                 let p = e?.path();
                 if p.extension().is_some_and(|x| x == "tmp") {
-                    rec.temp_files.push(p);
+                    std::fs::remove_file(&p)
+                        .with_context(|| format!("removing {}", p.display()))?;
+                    rec.temp_files.push(self.relative(&p));
                 }
             }
-        }
-        for p in rec.temp_files.iter().chain(&rec.orphans) {
-            std::fs::remove_file(p).with_context(|| format!("removing {}", p.display()))?;
         }
         Ok(rec)
     }

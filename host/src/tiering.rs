@@ -10,8 +10,8 @@
 //!   read by `HOT_READERS` threads on connections of their own while this thread selects the
 //!   previous group. The destination's retention plugin picks the survivors of each group given
 //!   the destination's `last_kept` per coin; a bucket's survivors gather (up to 2 M rows), are
-//!   split by destination window and each piece is encoded and written durably
-//!   ([`segment::write_renamed`], then one directory fsync) by a writer thread (two threads
+//!   split by destination window and each piece is encoded and put into the segment store
+//!   ([`SegmentStore::put`], then one [`SegmentStore::sync`]) by a writer thread (two threads
 //!   per core) while this thread selects the next groups. When every bucket is written, ONE
 //!   SQLite transaction inserts all the catalog rows, raises `last_kept` and removes the moved
 //!   hot rows (`Store::drop_hot_before`).
@@ -22,9 +22,9 @@
 //!   destination window, encode, write every new file, then ONE transaction inserts the new
 //!   catalog rows and deletes the old ones; the old files are deleted after the commit.
 //!
-//! A crash before the commit leaves the source visible and the new files unreferenced; after
-//! it, the new segments visible and the old files unreferenced. Startup recovery deletes
-//! unreferenced files (see [`Store::recover`](crate::store::Store::recover)), so the next run
+//! A crash before the commit leaves the source visible and the new segments unreferenced;
+//! after it, the new segments visible and the old ones unreferenced. Startup recovery deletes
+//! unreferenced segments (see [`Store::recover`](crate::store::Store::recover)), so the next run
 //! picks up where this one stopped. Running twice with the same `now` moves nothing the second
 //! time.
 
@@ -38,6 +38,7 @@ use strata_plugin_sdk::{Batch, Selection};
 use crate::catalog::SegmentInfo;
 use crate::plugin::{CodecPlugin, PluginRef, PolicyPlugin, Runtime};
 use crate::segment;
+use crate::segment_store::SegmentStore;
 use crate::store::Store;
 
 /// Plugin options, as in a policy file.
@@ -462,7 +463,8 @@ impl Store {
         // A writer thread encodes and writes each coin bucket's segments while this thread
         // selects the next groups: encoding and fsyncs overlap reading and selecting.
         let (wtx, wrx) = std::sync::mpsc::sync_channel::<Vec<Piece>>(1);
-        let (codec, dir) = (dst.codec_ref(), self.dir.clone());
+        let store = self.segments.clone();
+        let (codec, segs) = (dst.codec_ref(), &*store);
         // Set by the first failure, on either side: the others stop at their next step.
         let abort = AtomicBool::new(false);
         let (selected, done) = std::thread::scope(|scope| {
@@ -475,7 +477,7 @@ impl Store {
             let writer = scope.spawn(move || {
                 wrx.into_iter()
                     .map(|pieces| {
-                        let files = encode_and_write(codec, &dir, &pieces, abort);
+                        let files = encode_and_write(codec, segs, &pieces, abort);
                         (pieces, files)
                     })
                     .collect::<Vec<_>>()
@@ -506,8 +508,8 @@ impl Store {
             .iter()
             .flat_map(|(pieces, files)| pieces.iter().zip(files))
             .collect();
-        check_written(&self.dir, &results, selected)?;
-        sync_tier_dir(&self.dir, done.iter().flat_map(|(pieces, _)| pieces))?;
+        check_written(&*self.segments, &results, selected)?;
+        sync_pieces(&*self.segments, done.iter().flat_map(|(pieces, _)| pieces))?;
         for (pieces, files) in done {
             let written = self.written(dst, pieces, files, report)?;
             moved.written.extend(written);
@@ -812,11 +814,15 @@ impl Store {
             if dry_run {
                 continue;
             }
-            let files =
-                encode_and_write(dst.codec_ref(), &self.dir, &pieces, &AtomicBool::new(false));
+            let files = encode_and_write(
+                dst.codec_ref(),
+                &*self.segments,
+                &pieces,
+                &AtomicBool::new(false),
+            );
             let results: Vec<_> = pieces.iter().zip(&files).collect();
-            check_written(&self.dir, &results, Ok(()))?;
-            sync_tier_dir(&self.dir, &pieces)?;
+            check_written(&*self.segments, &results, Ok(()))?;
+            sync_pieces(&*self.segments, &pieces)?;
             let written = self.written(dst, pieces, files, report)?;
             let t0 = std::time::Instant::now();
             self.write_txn(|s| {
@@ -830,8 +836,8 @@ impl Store {
             })?;
             report.segments_removed += group.len() as u64;
             for old in &group {
-                let p = segment::resolve(&self.dir, &old.path)?;
-                std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+                segment::check_relative(&old.path)?;
+                self.segments.delete(&old.path)?;
             }
             crate::crash::point("old-files-deleted").context("removing moved segments")?;
             tracing::debug!(
@@ -881,7 +887,7 @@ impl Store {
 
     /// Reads and decodes segment `s`, optionally only the rows of `coins`.
     pub fn read_segment(&self, s: &SegmentInfo, coins: Option<&[String]>) -> Result<Batch> {
-        read_segment_with(&self.dir, s, &*self.codec_for(s)?, coins)
+        read_segment_with(&*self.segments, s, &*self.codec_for(s)?, coins)
     }
 }
 
@@ -918,9 +924,9 @@ impl Store {
                     .map(|c| c.as_deref().map_err(|e| format!("{e:#}"))),
             )
             .collect();
-        let (dir, filter) = (&*self.dir, (!coins.is_empty()).then_some(coins));
+        let (segs, filter) = (&*self.segments, (!coins.is_empty()).then_some(coins));
         let read = |(s, codec): &Job<'_>| match codec {
-            Ok(codec) => read_segment_with(dir, s, codec, filter),
+            Ok(codec) => read_segment_with(segs, s, codec, filter),
             Err(e) => Err(anyhow::anyhow!("{e}")),
         };
         // Threads pay off only when there is real decoding to share out.
@@ -935,13 +941,15 @@ impl Store {
 
 /// Reads and decodes segment `s` of the store in `dir` with its codec.
 fn read_segment_with(
-    dir: &std::path::Path,
+    segs: &dyn SegmentStore,
     s: &SegmentInfo,
     codec: &CodecPlugin,
     coins: Option<&[String]>,
 ) -> Result<Batch> {
-    let p = segment::resolve(dir, &s.path)?;
-    let bytes = std::fs::read(&p).with_context(|| format!("reading segment {}", s.path))?;
+    segment::check_relative(&s.path)?;
+    let bytes = segs
+        .get(&s.path)
+        .with_context(|| format!("reading segment {}", s.path))?;
     let sum = segment::checksum(&bytes);
     if sum != s.sha256 {
         bail!(
@@ -973,13 +981,13 @@ struct Piece {
 
 /// Encodes every piece with the destination's codec, decodes the bytes again with a fresh
 /// instance and checks they give back the piece's rows ([`roundtrip`](crate::roundtrip)), then
-/// writes them durably under the piece's name (rename not yet durable: see [`sync_tier_dir`]),
+/// puts them into the segment store under the piece's key (durable only after [`sync_pieces`]),
 /// on every core. Returns each file's size and checksum. The first failure sets `abort`, and
 /// every piece not yet started is then skipped ([`Skipped`]), so a failing plugin costs one
 /// call's time limit, not one per piece.
 fn encode_and_write(
     (codec, copts): (&CodecPlugin, &Options),
-    dir: &std::path::Path,
+    segs: &dyn SegmentStore,
     pieces: &[Piece],
     abort: &AtomicBool,
 ) -> Vec<Result<(u64, String)>> {
@@ -991,7 +999,8 @@ fn encode_and_write(
             return Err(Skipped.into());
         }
         let written = encode_checked(codec, copts, p).and_then(|bytes| {
-            segment::write_renamed(&segment::resolve(dir, &p.path)?, &bytes)?;
+            segment::check_relative(&p.path)?;
+            segs.put(&p.path, &bytes)?;
             Ok((bytes.len() as u64, segment::checksum(&bytes)))
         });
         if written.is_err() {
@@ -1044,7 +1053,7 @@ impl std::error::Error for Skipped {}
 /// names them; startup recovery would remove them too) and returns the error to report: a
 /// plugin's or the disk's failure first, then the selection's, and only then "skipped".
 fn check_written(
-    dir: &std::path::Path,
+    segs: &dyn SegmentStore,
     results: &[(&Piece, &Result<(u64, String)>)],
     selected: Result<()>,
 ) -> Result<()> {
@@ -1059,30 +1068,29 @@ fn check_written(
         },
     };
     for (p, r) in results {
-        if r.is_ok()
-            && let Ok(path) = segment::resolve(dir, &p.path)
-        {
-            let _ = std::fs::remove_file(path);
+        if r.is_ok() && segment::check_relative(&p.path).is_ok() {
+            let _ = segs.delete(&p.path);
         }
     }
     Err(failure)
 }
 
-/// Makes the renames of written pieces durable: every segment of a tier is in the tier's
-/// directory, so one fsync of it covers them all.
-fn sync_tier_dir<'a>(
-    dir: &std::path::Path,
+/// Makes the written pieces durable ([`SegmentStore::sync`]) before the catalog names them.
+fn sync_pieces<'a>(
+    segs: &dyn SegmentStore,
     pieces: impl IntoIterator<Item = &'a Piece>,
 ) -> Result<()> {
-    let mut pieces = pieces.into_iter().peekable();
-    if let Some(p) = pieces.peek() {
-        let file = segment::resolve(dir, &p.path)?;
-        segment::sync_dir(file.parent().context("segment path has no directory")?)?;
+    let keys: Vec<&str> = pieces.into_iter().map(|p| p.path.as_str()).collect();
+    if keys.is_empty() {
+        return Ok(());
     }
-    for _ in pieces {
-        crate::crash::point("segment-renamed").context("syncing the tier directory")?;
-    }
-    Ok(())
+    segs.sync(&keys).inspect_err(|_| {
+        // Not committed, so no catalog row names them: remove them now rather than at the
+        // next open.
+        for k in &keys {
+            let _ = segs.delete(k);
+        }
+    })
 }
 
 /// The machine's cores.

@@ -152,17 +152,14 @@ impl Store {
         let mut seg_rows = 0;
         for s in &segs {
             known.insert(s.path.clone());
-            let p = match segment::resolve(&self.dir, &s.path) {
-                Ok(p) => p,
-                Err(e) => {
-                    fault(&s.path, format!("{e:#}"));
-                    continue;
-                }
-            };
-            let bytes = match std::fs::read(&p) {
+            if let Err(e) = segment::check_relative(&s.path) {
+                fault(&s.path, format!("{e:#}"));
+                continue;
+            }
+            let bytes = match self.segments.get(&s.path) {
                 Ok(b) => b,
                 Err(e) => {
-                    fault(&s.path, format!("cannot read: {e}"));
+                    fault(&s.path, format!("cannot read: {e:#}"));
                     continue;
                 }
             };
@@ -237,18 +234,9 @@ impl Store {
         }
         // Files the catalog does not name (startup recovery removes them; a new one means
         // something else writes here).
-        let mut stack = vec![self.dir.join("segments")];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d)? {
-                let e = e?;
-                if e.file_type()?.is_dir() {
-                    stack.push(e.path());
-                } else {
-                    let rel = self.relative(&e.path());
-                    if !known.contains(&rel) {
-                        fault(&rel, "segment file not in the catalog".into());
-                    }
-                }
+        for l in self.segments.list("segments/")? {
+            if !known.contains(&l.key) {
+                fault(&l.key, "segment file not in the catalog".into());
             }
         }
         Ok(VerifyReport {

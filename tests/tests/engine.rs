@@ -9,11 +9,13 @@
 //! `STRATA_E2E_COINS` / `STRATA_E2E_DAYS` change the scale.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{Datelike, NaiveDate};
 use strata::generate::{GenConfig, Generator};
 use strata::plugin::{PluginRef, Runtime, RuntimeConfig};
+use strata::segment_store::{MemSegmentStore, Op, SegmentStore};
+use strata::store::StoreOptions;
 use strata::tiering::{Plan, TierDef};
 use strata::{CoinMeta, Store};
 use strata_plugin_sdk::Batch;
@@ -327,6 +329,26 @@ fn env_or(name: &str, default: usize) -> usize {
 
 #[test]
 fn ingest_tier_query_against_model() {
+    let dir = tempfile::tempdir().unwrap();
+    run_against_model(dir.path(), None);
+}
+
+/// The same run with segments in the second segment-store implementation (in memory): the
+/// engine behaves the same whatever holds the bytes, and nothing reaches the data directory's
+/// `segments/`.
+#[test]
+fn ingest_tier_query_against_model_with_segments_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let mem = Arc::new(MemSegmentStore::new());
+    run_against_model(dir.path(), Some(mem.clone()));
+    assert!(!mem.objects().is_empty());
+    let on_disk = std::fs::read_dir(dir.path().join("segments"))
+        .unwrap()
+        .count();
+    assert_eq!(on_disk, 0, "segment files on disk");
+}
+
+fn run_against_model(dir: &std::path::Path, segment_store: Option<Arc<MemSegmentStore>>) {
     let coins = env_or("STRATA_E2E_COINS", 100);
     let days = env_or("STRATA_E2E_DAYS", 400);
     let cfg = GenConfig::hourly(coins, days, 42);
@@ -335,14 +357,14 @@ fn ingest_tier_query_against_model() {
     let meta: Vec<CoinMeta> = generator.coin_meta();
     let tiers = tiers();
     let plan = plan();
-    let dir = tempfile::tempdir().unwrap();
     // Small transition read groups: every coin bucket is read and selected in several groups
     // whose survivors gather before they are written.
-    let options = strata::store::StoreOptions {
+    let options = StoreOptions {
         transition_read_rows: 5_000,
+        segment_store: segment_store.map(|s| s as Arc<dyn SegmentStore>),
         ..Default::default()
     };
-    let mut store = Store::open_with(dir.path(), options).unwrap();
+    let mut store = Store::open_with(dir, options.clone()).unwrap();
     store.set_runtime(runtime().clone());
     let mut model = Model::new(&meta, tiers.len());
 
@@ -423,7 +445,7 @@ fn ingest_tier_query_against_model() {
     }
     // Reopening (startup recovery) changes nothing.
     drop(store);
-    let store = Store::open(dir.path()).unwrap();
+    let store = Store::open_with(dir, options).unwrap();
     store.set_runtime(runtime().clone());
     check(&store, &model, &tiers, "after reopen");
 }
@@ -464,4 +486,91 @@ fn recent_hot_rows_age_out_without_a_merge() {
     let again = store.tier(&plan, now, false).unwrap();
     assert!(again.iter().all(|r| r.rows_read == 0), "{again:?}");
     check(&store, &model, &tiers, "after a second run");
+}
+
+/// Segment-store faults, injected through the in-memory store: a put or a sync that fails
+/// fails the transition with the store's error and changes nothing (no row lost, no stray
+/// segment); a read that fails fails the query naming the segment; a delete that fails after
+/// the commit leaves only an orphan, which a re-run and the next open clear. Each time, the
+/// answers are checked against the model.
+#[test]
+fn segment_store_faults_lose_nothing_and_a_rerun_completes() {
+    let (coins, days) = (12, 200);
+    let cfg = GenConfig::hourly(coins, days, 11);
+    let start = cfg.start;
+    let mut generator = Generator::new(cfg);
+    let meta: Vec<CoinMeta> = generator.coin_meta();
+    let tiers = tiers();
+    let plan = plan();
+    let dir = tempfile::tempdir().unwrap();
+    let mem = Arc::new(MemSegmentStore::new());
+    let options = StoreOptions {
+        segment_store: Some(mem.clone() as Arc<dyn SegmentStore>),
+        ..Default::default()
+    };
+    let mut store = Store::open_with(dir.path(), options.clone()).unwrap();
+    store.set_runtime(runtime().clone());
+    let mut model = Model::new(&meta, tiers.len());
+    let mut all = Batch::default();
+    for _ in 0..days * 24 {
+        let b = generator.next_batch().unwrap();
+        model.ingest(&b);
+        all.extend_from(&b);
+    }
+    store.ingest(&all, &meta).unwrap();
+
+    // Day 100: hot → warm, one commit. Each fault fails it and leaves everything as it was.
+    let now = start + 100 * DAY;
+    for (op, n) in [(Op::Put, 1), (Op::Put, 3), (Op::Sync, 1)] {
+        mem.fail(op, n);
+        let err = store.tier(&plan, now, false).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("injected"),
+            "{op:?} {n}: {err:#}"
+        );
+        check(
+            &store,
+            &model,
+            &tiers,
+            &format!("after a failed {op:?} {n}"),
+        );
+        assert!(mem.objects().is_empty(), "{op:?} {n}: segments left behind");
+    }
+    store.tier(&plan, now, false).unwrap();
+    model.run(&tiers, now);
+    check(&store, &model, &tiers, "after the re-run at day 100");
+
+    // A read that fails fails the query, naming the segment; the next read works.
+    let coin = &model.coins[0];
+    mem.fail(Op::Get, 1);
+    let err = store.query(coin, i64::MIN, i64::MAX).unwrap_err();
+    assert!(format!("{err:#}").contains("segments/warm/"), "{err:#}");
+    check(&store, &model, &tiers, "after a failed read");
+
+    // Day 200: warm → cold moves segments; the first delete of a moved one fails after its
+    // commit. The rows are where the commit put them; a re-run finishes the move and the next
+    // open removes the orphan.
+    let now = start + 200 * DAY;
+    mem.fail(Op::Delete, 1);
+    let err = store.tier(&plan, now, false).unwrap_err();
+    assert!(format!("{err:#}").contains("injected"), "{err:#}");
+    store.tier(&plan, now, false).unwrap();
+    model.run(&tiers, now);
+    let orphans = store.verify().unwrap().faults;
+    assert!(!orphans.is_empty());
+    for f in &orphans {
+        assert!(
+            format!("{f:?}").contains("not in the catalog"),
+            "{orphans:?}"
+        );
+    }
+    drop(store);
+    let store = Store::open_with(dir.path(), options).unwrap();
+    store.set_runtime(runtime().clone());
+    check(
+        &store,
+        &model,
+        &tiers,
+        "after the re-run at day 200 and a reopen",
+    );
 }
