@@ -45,7 +45,10 @@ impl JsonlReader {
     /// The chunk through the SDK's reader, when every line is in its exact format.
     fn fast(&self) -> Option<Chunk> {
         let batch = strata_plugin_sdk::jsonl::read(&self.text, None).ok()?;
-        if batch.len() != self.lines.len() || batch.coins.iter().any(String::is_empty) {
+        if batch.len() != self.lines.len()
+            || batch.coins.iter().any(String::is_empty)
+            || batch.validate().is_err()
+        {
             return None;
         }
         let coins = batch

@@ -483,6 +483,21 @@ fn jsonl_reads_leniently_and_reports_bad_lines() {
     );
 }
 
+/// Found by fuzzing (`source_jsonl`): a line in the SDK's exact format plus a key `""` made
+/// the reader return a batch with a nameless extra column. Unknown keys are ignored, as in any
+/// other line the lenient path reads.
+#[test]
+fn jsonl_with_an_empty_key_reads_a_valid_batch() {
+    let text = "{\"coin\":\"a\",\"ts\":1,\"price\":1.5,\"market_cap\":1,\"volume\":1,\"supply\":1,\"rank\":1,\"\":2}\n\
+                {\"coin\":\"a\",\"ts\":2,\"price\":2.5,\"market_cap\":1,\"volume\":1,\"supply\":1,\"rank\":1}\n";
+    let c = read_all(text, Format::Jsonl);
+    c.batch.validate().unwrap();
+    assert!(c.errors.is_empty(), "{:?}", c.errors);
+    assert_eq!(c.batch.ts, [1, 2]);
+    assert_eq!(c.batch.price, [1.5, 2.5]);
+    assert!(c.batch.extra.is_empty());
+}
+
 #[test]
 fn cmc_display_strings_are_normalised() {
     let text = concat!(

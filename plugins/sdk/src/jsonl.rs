@@ -142,6 +142,13 @@ pub fn read(text: &[u8], coins: Option<&[String]>) -> Result<Batch> {
             row.rank,
         );
         for (name, v) in row.extra {
+            if name.is_empty() {
+                // An extra column needs a name (found by fuzzing: `"":1` made an invalid batch).
+                return Err(Error::corrupt(format!(
+                    "line {}: an extra column's key is empty",
+                    n + 1
+                )));
+            }
             let k = batch.add_extra(&name);
             *batch.extra[k]
                 .values
@@ -198,5 +205,14 @@ mod tests {
         let err = read(text, None).unwrap_err().to_string();
         assert!(err.contains("line 2"), "{err}");
         assert!(read(b"\xff\xfe", None).is_err());
+    }
+
+    /// Found by fuzzing (`source_jsonl`): a key `""` became an extra column with an empty name,
+    /// a batch `validate` rejects.
+    #[test]
+    fn an_empty_key_is_an_error_not_a_nameless_column() {
+        let text = b"{\"coin\":\"a\",\"ts\":1,\"price\":1,\"market_cap\":1,\"volume\":1,\"supply\":1,\"rank\":1}\n{\"coin\":\"a\",\"ts\":2,\"price\":1,\"market_cap\":1,\"volume\":1,\"supply\":1,\"rank\":1,\"\":3}\n";
+        let err = read(text, None).unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("empty"), "{err}");
     }
 }
