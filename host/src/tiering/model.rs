@@ -1,0 +1,143 @@
+//! The tier model: a policy's tiers as the engine runs them ([`TierDef`]), checked and with
+//! their plugins loaded ([`Plan`], loaded once per `strata tier`).
+
+use std::rc::Rc;
+
+use anyhow::{Context, Result, bail};
+
+use crate::plugin::{CodecPlugin, PluginRef, PolicyPlugin, Runtime};
+
+/// Plugin options, as in a policy file.
+pub type Options = Vec<(String, String)>;
+
+/// One tier as the engine needs it (the fields of a policy file's tier).
+#[derive(Clone, Debug)]
+pub struct TierDef {
+    pub name: String,
+    /// Rows older than `now - keep` (ms) move to the next tier; `None` = forever.
+    pub keep: Option<i64>,
+    /// `None` only for the hot tier.
+    pub retention: Option<(PluginRef, Options)>,
+    /// `None` only for the hot tier.
+    pub codec: Option<(PluginRef, Options)>,
+    /// Segment time window, ms.
+    pub window: i64,
+    /// Coin buckets per window.
+    pub coin_buckets: u32,
+}
+
+/// A tier with its plugins loaded.
+pub struct PlanTier {
+    pub def: TierDef,
+    pub retention: Option<(PolicyPlugin, Options)>,
+    pub codec: Option<(Rc<CodecPlugin>, Options)>,
+}
+
+impl PlanTier {
+    /// The codec and its options (a tier after hot always has one: see [`Plan::load`]).
+    pub(super) fn codec_ref(&self) -> (&CodecPlugin, &Options) {
+        let (codec, opts) = self.codec.as_ref().expect("checked by Plan::load");
+        (codec, opts)
+    }
+}
+
+/// Every tier of a policy with its plugins loaded, hottest first.
+pub struct Plan {
+    pub tiers: Vec<PlanTier>,
+}
+
+impl Plan {
+    /// Loads every tier's plugins and checks the plan's shape: the first tier is the hot tier
+    /// (no plugins), every other tier has both, keeps grow colder, only the last keeps forever.
+    pub fn load(rt: &Runtime, defs: &[TierDef]) -> Result<Plan> {
+        if defs.len() < 2 {
+            bail!("a policy needs the hot tier and at least one more");
+        }
+        let mut tiers = Vec::new();
+        for (i, d) in defs.iter().enumerate() {
+            if i == 0 && (d.retention.is_some() || d.codec.is_some()) {
+                bail!(
+                    "tier `{}`: the hot tier has no retention or codec plugin",
+                    d.name
+                );
+            }
+            if i > 0 && (d.retention.is_none() || d.codec.is_none()) {
+                bail!(
+                    "tier `{}`: needs both a retention and a codec plugin",
+                    d.name
+                );
+            }
+            if i + 1 < defs.len() && d.keep.is_none() {
+                bail!(
+                    "tier `{}`: only the last tier may keep rows forever",
+                    d.name
+                );
+            }
+            if i > 0 && (d.window <= 0 || d.coin_buckets == 0) {
+                bail!(
+                    "tier `{}`: segment window and coin buckets must be positive",
+                    d.name
+                );
+            }
+            if i > 0
+                && let (Some(prev), Some(k)) = (defs[i - 1].keep, d.keep)
+                && k <= prev
+            {
+                bail!(
+                    "tier `{}`: keep ({k} ms) must be longer than tier `{}`'s ({prev} ms)",
+                    d.name,
+                    defs[i - 1].name
+                );
+            }
+            let retention = match &d.retention {
+                Some((r, o)) => {
+                    let p = rt
+                        .policy(r)
+                        .with_context(|| format!("tier `{}`: retention", d.name))?;
+                    p.check_options(o)
+                        .with_context(|| format!("tier `{}`: retention options", d.name))?;
+                    Some((p, o.clone()))
+                }
+                None => None,
+            };
+            let codec = match &d.codec {
+                Some((r, o)) => Some((
+                    Rc::new(
+                        rt.codec(r)
+                            .with_context(|| format!("tier `{}`: codec", d.name))?,
+                    ),
+                    o.clone(),
+                )),
+                None => None,
+            };
+            tiers.push(PlanTier {
+                def: d.clone(),
+                retention,
+                codec,
+            });
+        }
+        Ok(Plan { tiers })
+    }
+}
+
+/// One day, in ms.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// The tier definitions of a policy file (see [`crate::policy`]).
+pub fn tiers_from_policy(policy: &crate::policy::Policy) -> Vec<TierDef> {
+    let spec = |s: &Option<crate::policy::PluginSpec>| {
+        s.as_ref().map(|s| (s.plugin.clone(), s.options.clone()))
+    };
+    policy
+        .tiers
+        .iter()
+        .map(|t| TierDef {
+            name: t.name.clone(),
+            keep: t.keep,
+            retention: spec(&t.retention),
+            codec: spec(&t.codec),
+            window: t.segment.window,
+            coin_buckets: t.segment.coin_buckets,
+        })
+        .collect()
+}

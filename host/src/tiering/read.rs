@@ -1,0 +1,135 @@
+//! The segment read path: finding the codec that wrote a segment, fetching its bytes from the
+//! segment store, checking them against the catalog and decoding them, on every core. Queries,
+//! `verify` and transitions all read segments through it.
+
+use std::rc::Rc;
+
+use anyhow::{Context, Result, bail};
+use strata_plugin_sdk::Batch;
+
+use super::{cores, parallel_map};
+use crate::catalog::SegmentInfo;
+use crate::plugin::{CodecPlugin, PluginRef};
+use crate::segment;
+use crate::segment_store::SegmentStore;
+use crate::store::Store;
+
+impl Store {
+    /// The codec that wrote segment `s`, by the component sha256 the catalog records: one
+    /// the store has loaded already, else the store's own copy of it
+    /// ([`components`](crate::components)), else (a store from before strata kept copies)
+    /// a built-in or installed plugin of that name with that sha256.
+    pub(crate) fn codec_for(&self, s: &SegmentInfo) -> Result<Rc<CodecPlugin>> {
+        if let Some(c) = self.codecs.borrow().get(&s.codec_sha256) {
+            return Ok(c.clone());
+        }
+        let rt = self.runtime()?;
+        let c = match self.load_kept(&rt, &s.codec_sha256)? {
+            Some(c) => c,
+            None => {
+                let c = rt
+                    .codec(&PluginRef::parse(&s.codec))
+                    .with_context(|| format!("segment {}: loading codec `{}`", s.path, s.codec))?;
+                if c.meta.sha256 != s.codec_sha256 {
+                    bail!(
+                        "segment {} was written by codec `{}` with sha256 {}, which this store \
+                         does not keep (no {}), and the available `{}` has sha256 {}",
+                        s.path,
+                        s.codec,
+                        s.codec_sha256,
+                        self.kept_component_path(&s.codec_sha256)?.display(),
+                        s.codec,
+                        c.meta.sha256
+                    );
+                }
+                c
+            }
+        };
+        let c = Rc::new(c);
+        self.codecs
+            .borrow_mut()
+            .insert(s.codec_sha256.clone(), c.clone());
+        Ok(c)
+    }
+
+    /// Reads and decodes segment `s`, optionally only the rows of `coins`.
+    pub fn read_segment(&self, s: &SegmentInfo, coins: Option<&[String]>) -> Result<Batch> {
+        read_segment_with(&*self.segments, s, &*self.codec_for(s)?, coins)
+    }
+}
+
+/// Segment bytes below which [`Store::read_segments`] decodes on one thread (about 10 ms of
+/// decoding for the slowest codecs).
+pub(super) const PARALLEL_READ_BYTES: u64 = 256 << 10;
+
+impl Store {
+    /// Reads and decodes `segments` on every core, in order; with a non-empty `coins`, only
+    /// their rows (as far as each codec filters). The first segment that cannot be read fails
+    /// the whole read, naming it.
+    pub fn read_segments(&self, segments: &[SegmentInfo], coins: &[String]) -> Result<Vec<Batch>> {
+        self.read_segments_each(segments, coins)
+            .into_iter()
+            .collect()
+    }
+
+    /// [`read_segments`](Self::read_segments), with one result per segment: a reader that
+    /// skips damaged segments keeps the rest.
+    pub fn read_segments_each(
+        &self,
+        segments: &[SegmentInfo],
+        coins: &[String],
+    ) -> Vec<Result<Batch>> {
+        let codecs: Vec<Result<Rc<CodecPlugin>>> =
+            segments.iter().map(|s| self.codec_for(s)).collect();
+        // Rc is not Sync: the threads get plain references (and errors as text).
+        type Job<'a> = (&'a SegmentInfo, Result<&'a CodecPlugin, String>);
+        let jobs: Vec<Job<'_>> = segments
+            .iter()
+            .zip(
+                codecs
+                    .iter()
+                    .map(|c| c.as_deref().map_err(|e| format!("{e:#}"))),
+            )
+            .collect();
+        let (segs, filter) = (&*self.segments, (!coins.is_empty()).then_some(coins));
+        let read = |(s, codec): &Job<'_>| match codec {
+            Ok(codec) => read_segment_with(segs, s, codec, filter),
+            Err(e) => Err(anyhow::anyhow!("{e}")),
+        };
+        // Threads pay off only when there is real decoding to share out.
+        let bytes: u64 = segments.iter().map(|s| s.bytes).sum();
+        if bytes < PARALLEL_READ_BYTES {
+            jobs.iter().map(read).collect()
+        } else {
+            parallel_map(&jobs, cores(), read)
+        }
+    }
+}
+
+/// Reads and decodes segment `s` of the store in `dir` with its codec.
+pub(super) fn read_segment_with(
+    segs: &dyn SegmentStore,
+    s: &SegmentInfo,
+    codec: &CodecPlugin,
+    coins: Option<&[String]>,
+) -> Result<Batch> {
+    segment::check_relative(&s.path)?;
+    let bytes = segs
+        .get(&s.path)
+        .with_context(|| format!("reading segment {}", s.path))?;
+    let sum = segment::checksum(&bytes);
+    if sum != s.sha256 {
+        bail!(
+            "segment {} is damaged: its sha256 is {sum}, the catalog says {} ({} bytes, the \
+             catalog says {})",
+            s.path,
+            s.sha256,
+            bytes.len(),
+            s.bytes
+        );
+    }
+    let raw = crate::plugin::raw_bytes(s.rows as usize, s.coins as usize, 8);
+    codec
+        .decode_expecting(&bytes, coins, Some(raw))
+        .with_context(|| format!("decoding segment {}", s.path))
+}
