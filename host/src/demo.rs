@@ -18,11 +18,10 @@ use crate::generate::{GenConfig, Generator};
 use crate::plugin::Runtime;
 use crate::policy;
 use crate::store::Store;
-use crate::tiering::{MoveReport, Plan, tiers_from_policy};
+use crate::tiering::{DAY_MS, MoveReport, Plan, tiers_from_policy};
 use crate::verify::TierStats;
 
 const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// What the demo generates.
 #[derive(Clone, Debug)]

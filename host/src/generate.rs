@@ -21,7 +21,7 @@ use rand::rngs::Xoshiro256PlusPlus as StdRng;
 use rand::{RngExt, SeedableRng};
 use strata_plugin_sdk::Batch;
 
-use crate::store::CoinMeta;
+use crate::source::CoinMeta;
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -132,8 +132,8 @@ impl Generator {
         (0..self.cfg.coins)
             .map(|i| CoinMeta {
                 id: self.ids[i].clone(),
-                symbol: format!("C{i}"),
-                name: format!("Coin {i}"),
+                symbol: Some(format!("C{i}")),
+                name: Some(format!("Coin {i}")),
             })
             .collect()
     }

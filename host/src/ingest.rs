@@ -11,68 +11,13 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 
 use anyhow::{Result, bail};
-use strata_plugin_sdk::Batch;
 
 use crate::source::{self, Format, ReadOptions};
-use crate::store::{CoinMeta, Store};
+use crate::store::Store;
 
-/// A row the reader or the engine rejected.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RowError {
-    pub file: PathBuf,
-    /// 1-based line number.
-    pub line: u64,
-    pub field: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for RowError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}: field `{}`: {}",
-            self.file.display(),
-            self.line,
-            self.field,
-            self.message
-        )
-    }
-}
-
-/// Some rows of an input, with the coins' metadata and the rows that could not be read.
-#[derive(Clone, Debug, Default)]
-pub struct Chunk {
-    pub batch: Batch,
-    pub coins: Vec<CoinMeta>,
-    pub errors: Vec<RowError>,
-}
-
-impl From<crate::source::Chunk> for Chunk {
-    fn from(c: crate::source::Chunk) -> Chunk {
-        Chunk {
-            batch: c.batch,
-            coins: c
-                .coins
-                .into_iter()
-                .map(|m| CoinMeta {
-                    symbol: m.symbol.unwrap_or_default(),
-                    name: m.name.unwrap_or_default(),
-                    id: m.id,
-                })
-                .collect(),
-            errors: c
-                .errors
-                .into_iter()
-                .map(|e| RowError {
-                    file: PathBuf::from(e.file),
-                    line: e.line,
-                    field: e.field.unwrap_or_default(),
-                    message: e.message,
-                })
-                .collect(),
-        }
-    }
-}
+/// A chunk of an input and a rejected row are the reader's own types: see
+/// [`source::Chunk`] and [`source::RowError`].
+pub use crate::source::{Chunk, RowError};
 
 /// What to do with invalid rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -162,7 +107,7 @@ impl Store {
                 };
                 for c in chunks {
                     let failed = c.is_err();
-                    if tx.send(c.map(Chunk::from)).is_err() || failed {
+                    if tx.send(c).is_err() || failed {
                         return;
                     }
                 }

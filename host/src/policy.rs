@@ -35,6 +35,7 @@ use toml::Spanned;
 
 use crate::plugin::{PluginRef, PluginSource, Runtime};
 use crate::sdk::Batch;
+use crate::tiering::DAY_MS;
 
 /// The default policy: `policies/default.toml`, embedded.
 pub const DEFAULT_POLICY: &str = include_str!("../../policies/default.toml");
@@ -90,8 +91,6 @@ pub struct PluginSpec {
     /// `file:line` of the spec, for errors found after parsing.
     pub location: String,
 }
-
-const DAY_MS: i64 = 86_400_000;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -132,14 +132,9 @@ fn migrate_v1(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// Metadata of one coin, as sources report it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CoinMeta {
-    /// The stable id used in batches and queries (`bitcoin`, `btc-bitcoin`).
-    pub id: String,
-    pub symbol: String,
-    pub name: String,
-}
+/// Metadata of one coin (id, and symbol and name where the source has them): the source's
+/// own type, stored in the `coin` table.
+pub use crate::source::CoinMeta;
 
 /// Settings for [`Store::open_with`].
 #[derive(Clone, Debug)]
@@ -427,7 +422,14 @@ impl Store {
                  RETURNING id",
             )?;
             for m in meta {
-                let id: i64 = upd.query_row(params![m.id, m.symbol, m.name], |r| r.get(0))?;
+                let id: i64 = upd.query_row(
+                    params![
+                        m.id,
+                        m.symbol.as_deref().unwrap_or(""),
+                        m.name.as_deref().unwrap_or("")
+                    ],
+                    |r| r.get(0),
+                )?;
                 self.coin_ids.entry(m.id.clone()).or_insert(id);
                 self.coin_keys.entry(id).or_insert_with(|| m.id.clone());
             }
@@ -445,8 +447,8 @@ impl Store {
                 |r| {
                     Ok(CoinMeta {
                         id: r.get(0)?,
-                        symbol: r.get(1)?,
-                        name: r.get(2)?,
+                        symbol: r.get::<_, Option<String>>(1)?.filter(|s| !s.is_empty()),
+                        name: r.get::<_, Option<String>>(2)?.filter(|s| !s.is_empty()),
                     })
                 },
             )

@@ -250,8 +250,16 @@ fn collect_once_stores_every_recorded_coinpaprika_ticker() {
             "{id} supply"
         );
         let meta = store.coin_meta(id).unwrap().unwrap();
-        assert_eq!(meta.symbol, t["symbol"].as_str().unwrap(), "{id}");
-        assert_eq!(meta.name, t["name"].as_str().unwrap(), "{id}");
+        assert_eq!(
+            meta.symbol.as_deref(),
+            Some(t["symbol"].as_str().unwrap()),
+            "{id}"
+        );
+        assert_eq!(
+            meta.name.as_deref(),
+            Some(t["name"].as_str().unwrap()),
+            "{id}"
+        );
     }
     drop(store);
     assert!(stdout(&strata(&data, &["verify"])).contains(" 0 faults"));

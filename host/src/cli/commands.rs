@@ -213,7 +213,7 @@ pub(crate) fn generate(_: &Global, a: GenerateArgs) -> Result<ExitCode> {
     let cfg = strata::generate::GenConfig {
         coins,
         start: parse_time(&start).context("--start")?,
-        steps: (days as i64 * 86_400_000 / step) as usize,
+        steps: (days as i64 * strata::tiering::DAY_MS / step) as usize,
         interval: step,
         seed,
     };
@@ -252,7 +252,7 @@ pub(crate) fn collect(g: &Global, a: CollectArgs) -> Result<ExitCode> {
     let client = strata::source::coinpaprika::Client::new(&url, Default::default())?;
     let mut sink = |chunk: strata::source::Chunk| -> Result<()> {
         let rep = store.ingest_chunks(
-            std::iter::once(Ok(chunk.into())),
+            std::iter::once(Ok(chunk)),
             strata::ingest::Mode::SkipInvalid,
         )?;
         for e in &rep.errors {
