@@ -19,6 +19,8 @@
 //!   their index), [`segment_store`] (the seam where segment bytes live: the data directory,
 //!   or memory with injected faults for tests), [`tiering`] (tier transitions) and [`query`] (cross-tier reads) adding to
 //!   [`Store`].
+//! - [`collect`]: the collect loop (ingest what a source delivers, then tier what is due),
+//!   which `strata collect` runs and a long-running service can call.
 //! - [`generate`]: the synthetic market generator; [`crash`]: fault injection for crash tests.
 //! - [`demo`]: the main job end to end on generated data (`strata demo`); [`bench`](mod@bench): the
 //!   engine's figures against their targets (`strata bench`).
@@ -28,6 +30,7 @@
 pub mod authoring;
 pub mod bench;
 pub mod catalog;
+pub mod collect;
 pub mod compare;
 pub mod components;
 pub mod crash;

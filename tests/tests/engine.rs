@@ -574,3 +574,52 @@ fn segment_store_faults_lose_nothing_and_a_rerun_completes() {
         "after the re-run at day 200 and a reopen",
     );
 }
+
+/// The collect loop's step (`strata collect`, and a service's): a chunk with a bad row is
+/// ingested less that row, which the report names, and what is due moves at once; checked
+/// against the model.
+#[test]
+fn ingest_and_tier_ingests_a_chunk_and_moves_what_is_due() {
+    let (coins, days) = (5, 45);
+    let cfg = GenConfig::hourly(coins, days, 3);
+    let start = cfg.start;
+    let mut generator = Generator::new(cfg);
+    let meta: Vec<CoinMeta> = generator.coin_meta();
+    let tiers = tiers();
+    let plan = plan();
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    store.set_runtime(runtime().clone());
+    let mut model = Model::new(&meta, tiers.len());
+    let mut all = Batch::default();
+    while let Some(b) = generator.next_batch() {
+        all.extend_from(&b);
+    }
+    model.ingest(&all);
+    let rows = all.len() as u64;
+    let bad = strata::ingest::RowError {
+        file: "poll".into(),
+        line: 7,
+        field: Some("price".into()),
+        message: "not a number".into(),
+    };
+    let chunk = strata::source::Chunk {
+        batch: all,
+        coins: meta.clone(),
+        errors: vec![bad.clone()],
+    };
+    let now = start + days as i64 * DAY;
+    let c = store.ingest_and_tier(chunk, &plan, now).unwrap();
+    model.run(&tiers, now);
+    assert_eq!(c.rows, rows);
+    assert_eq!(c.errors, [bad]);
+    let left = c.moved[0].rows_read;
+    assert!(left > 0 && left < rows, "{:?}", c.moved);
+    assert_eq!(store.hot_rows().unwrap(), rows - left);
+    assert!(c.rows_moved() > 0, "{:?}", c.moved);
+    check(&store, &model, &tiers, "after one collect step");
+    assert_eq!(
+        store.coin_meta(&meta[0].id).unwrap().unwrap().symbol,
+        meta[0].symbol
+    );
+}

@@ -250,23 +250,16 @@ pub(crate) fn collect(g: &Global, a: CollectArgs) -> Result<ExitCode> {
     let rt = runtime(g)?;
     let plan = tier_plan(&rt, policy.as_deref())?;
     let client = strata::source::coinpaprika::Client::new(&url, Default::default())?;
-    let mut sink = |chunk: strata::source::Chunk| -> Result<()> {
-        let rep = store.ingest_chunks(
-            std::iter::once(Ok(chunk)),
-            strata::ingest::Mode::SkipInvalid,
-        )?;
-        for e in &rep.errors {
+    let print = |c: &strata::collect::Collected| {
+        for e in &c.errors {
             eprintln!("skipped {e}");
         }
-        let moved = store.tier(&plan, chrono::Utc::now().timestamp_millis(), false)?;
-        let kept: u64 = moved.iter().map(|r| r.rows_kept).sum();
         println!(
             "ingested {} rows ({} skipped); {} rows moved to colder tiers",
-            rep.rows,
-            rep.errors.len(),
-            kept
+            c.rows,
+            c.errors.len(),
+            c.rows_moved()
         );
-        Ok(())
     };
     match backfill {
         Some(coin) => {
@@ -276,9 +269,16 @@ pub(crate) fn collect(g: &Global, a: CollectArgs) -> Result<ExitCode> {
                 None => chrono::Utc::now().timestamp_millis(),
             };
             let chunk = client.fetch_historical(&coin, from, to, &interval)?;
-            sink(chunk)?;
+            let now = chrono::Utc::now().timestamp_millis();
+            print(&store.ingest_and_tier(chunk, &plan, now)?);
         }
-        None => strata::source::coinpaprika::collect(&client, every.map(Into::into), &mut sink)?,
+        None => strata::collect::collect_tickers(
+            &mut store,
+            &plan,
+            &client,
+            every.map(Into::into),
+            &mut |c| print(c),
+        )?,
     }
     Ok(ExitCode::SUCCESS)
 }
