@@ -18,7 +18,7 @@ use crate::generate::{GenConfig, Generator};
 use crate::plugin::Runtime;
 use crate::policy;
 use crate::store::Store;
-use crate::tiering::{DAY_MS, MoveReport, Plan, tiers_from_policy};
+use crate::tiering::{DAY_MS, MoveReport, Plan};
 use crate::verify::TierStats;
 
 const HOUR_MS: i64 = 3_600_000;
@@ -190,7 +190,7 @@ pub fn run(
 
     // Age everything against the demo's "now".
     let policy = policy::default_policy();
-    let plan = Plan::load(rt, &tiers_from_policy(&policy))?;
+    let plan = Plan::from_policy(rt, &policy)?;
     progress(Event::Start {
         step: "tier transitions",
         total: 0,

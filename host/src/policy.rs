@@ -34,7 +34,6 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::plugin::{PluginRef, PluginSource, Runtime};
-use crate::sdk::Batch;
 use crate::tiering::DAY_MS;
 
 /// The default policy: `policies/default.toml`, embedded.
@@ -350,45 +349,11 @@ fn plugin_spec(
 
 impl Policy {
     /// Loads every plugin the policy names and checks its options, so a bad policy fails before
-    /// any data moves. Errors name the file and line of the plugin spec.
+    /// any data moves. Errors name the file and line of the plugin spec. (This is
+    /// [`Plan::from_policy`](crate::tiering::Plan::from_policy), which tiering uses directly, so
+    /// each plugin is loaded once.)
     pub fn check(&self, rt: &Runtime) -> Result<()> {
-        for tier in &self.tiers {
-            let mut rolls_up = false;
-            if let Some(spec) = &tier.retention {
-                let ctx = || {
-                    format!(
-                        "{}: tier `{}` retention `{}`",
-                        spec.location, tier.name, spec.plugin
-                    )
-                };
-                let policy = rt.policy(&spec.plugin).with_context(ctx)?;
-                policy.check_options(&spec.options).with_context(ctx)?;
-                rolls_up = policy.info.rolls_up;
-            }
-            if let Some(spec) = &tier.codec {
-                let ctx = || {
-                    format!(
-                        "{}: tier `{}` codec `{}`",
-                        spec.location, tier.name, spec.plugin
-                    )
-                };
-                let codec = rt.codec(&spec.plugin).with_context(ctx)?;
-                // Encoding nothing validates the options completely, in the plugin's own terms.
-                codec
-                    .encode(&Batch::default(), &spec.options)
-                    .with_context(ctx)?;
-                if rolls_up && !codec.info.extra_columns {
-                    bail!(
-                        "{}: tier `{}` rolls up, which adds columns (open, high, low, count), but codec `{}` \
-                         does not store extra columns; pick one that does (e.g. jsonl-gzip)",
-                        spec.location,
-                        tier.name,
-                        codec.meta.name
-                    );
-                }
-            }
-        }
-        Ok(())
+        crate::tiering::Plan::from_policy(rt, self).map(drop)
     }
 
     /// The tier called `name`.

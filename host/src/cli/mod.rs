@@ -113,9 +113,7 @@ pub(crate) fn tier_plan(
     rt: &Runtime,
     path: Option<&std::path::Path>,
 ) -> Result<strata::tiering::Plan> {
-    let policy = load_policy(path)?;
-    policy.check(rt)?;
-    strata::tiering::Plan::load(rt, &strata::tiering::tiers_from_policy(&policy))
+    strata::tiering::Plan::from_policy(rt, &load_policy(path)?)
 }
 
 /// Peak resident memory of this process (Linux), in bytes.

@@ -50,6 +50,55 @@ impl Plan {
     /// Loads every tier's plugins and checks the plan's shape: the first tier is the hot tier
     /// (no plugins), every other tier has both, keeps grow colder, only the last keeps forever.
     pub fn load(rt: &Runtime, defs: &[TierDef]) -> Result<Plan> {
+        Plan::load_with(rt, defs, &|i, what| {
+            format!("tier `{}`: {what}", defs[i].name)
+        })
+    }
+
+    /// The policy's tiers with every plugin loaded once, checked as [`Plan::load`] does and
+    /// more: each codec encodes nothing with its options (so it validates them in its own
+    /// terms), and a tier that rolls up has a codec that stores extra columns. Errors name the
+    /// policy file and line of the plugin at fault. `strata tier`, `plan` and `demo` all load
+    /// a policy through here.
+    pub fn from_policy(rt: &Runtime, policy: &crate::policy::Policy) -> Result<Plan> {
+        let ctx = |i: usize, what: &str| {
+            let t = &policy.tiers[i];
+            let spec = if what == "codec" {
+                &t.codec
+            } else {
+                &t.retention
+            };
+            match spec {
+                Some(s) => format!("{}: tier `{}` {what} `{}`", s.location, t.name, s.plugin),
+                None => format!("tier `{}`: {what}", t.name),
+            }
+        };
+        let plan = Plan::load_with(rt, &tiers_from_policy(policy), &ctx)?;
+        for (i, t) in plan.tiers.iter().enumerate() {
+            let rolls_up = t.retention.as_ref().is_some_and(|(p, _)| p.info.rolls_up);
+            if let Some((codec, opts)) = &t.codec {
+                codec
+                    .encode(&strata_plugin_sdk::Batch::default(), opts)
+                    .with_context(|| ctx(i, "codec"))?;
+                if rolls_up && !codec.info.extra_columns {
+                    bail!(
+                        "{}: rolls up, which adds columns (open, high, low, count), but the codec \
+                         does not store extra columns; pick one that does (e.g. jsonl-gzip)",
+                        ctx(i, "codec")
+                    );
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    /// [`Plan::load`], with `ctx(tier index, "retention" | "codec")` naming where a plugin
+    /// was asked for in errors.
+    fn load_with(
+        rt: &Runtime,
+        defs: &[TierDef],
+        ctx: &dyn Fn(usize, &str) -> String,
+    ) -> Result<Plan> {
         if defs.len() < 2 {
             bail!("a policy needs the hot tier and at least one more");
         }
@@ -91,21 +140,16 @@ impl Plan {
             }
             let retention = match &d.retention {
                 Some((r, o)) => {
-                    let p = rt
-                        .policy(r)
-                        .with_context(|| format!("tier `{}`: retention", d.name))?;
+                    let p = rt.policy(r).with_context(|| ctx(i, "retention"))?;
                     p.check_options(o)
-                        .with_context(|| format!("tier `{}`: retention options", d.name))?;
+                        .with_context(|| format!("{}: options", ctx(i, "retention")))?;
                     Some((p, o.clone()))
                 }
                 None => None,
             };
             let codec = match &d.codec {
                 Some((r, o)) => Some((
-                    Rc::new(
-                        rt.codec(r)
-                            .with_context(|| format!("tier `{}`: codec", d.name))?,
-                    ),
+                    Rc::new(rt.codec(r).with_context(|| ctx(i, "codec"))?),
                     o.clone(),
                 )),
                 None => None,
