@@ -1,6 +1,6 @@
 //! The hot tier: every recent observation, in SQLite, written for the hourly collection pattern.
 //!
-//! Two tables hold it (schema in [`store`](crate::store)):
+//! Two tables hold it (schema in [`schema`](crate::schema)):
 //!
 //! - `hot_recent`, clustered by `(ts, coin)`: an hourly batch touches every coin once, and here
 //!   those rows land side by side at the end of the B-tree, so a commit writes a few hundred
@@ -24,77 +24,9 @@ use rusqlite::OptionalExtension;
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use strata_plugin_sdk::Batch;
 
-use crate::store::{CoinMeta, HOT_TABLE, Store};
-
-/// Rows per coin in the latest-rows cache (see `Store::latest`).
-pub const LATEST_CACHE_ROWS: usize = 32;
-
-/// One hot row without its coin: `(ts, [price, market_cap, volume, supply], rank)`, NaN
-/// canonical, exactly as a read of the hot tables returns it.
-pub(crate) type HotRow = (i64, [f64; 4], u32);
-
-/// The newest hot rows of the coins `latest` has read, so that the dashboard query — a coin's
-/// last few rows — costs a hash lookup instead of two SQLite searches.
-///
-/// Invariant: an entry holds the newest `min(LATEST_CACHE_ROWS, n)` of the coin's `n` hot rows,
-/// newest first. Collection batches update the entries of their coins in place (a new row either
-/// enters the newest rows or is older than all of them); a bulk import, a tier transition
-/// (rows leave the hot tier) and a rolled-back write clear the whole cache.
-#[derive(Debug, Default)]
-pub(crate) struct LatestCache {
-    rows: std::collections::HashMap<i64, Vec<HotRow>>,
-}
-
-impl LatestCache {
-    pub(crate) fn clear(&mut self) {
-        self.rows.clear();
-    }
-
-    pub(crate) fn get(&self, coin: i64) -> Option<&[HotRow]> {
-        self.rows.get(&coin).map(Vec::as_slice)
-    }
-
-    /// Records the newest rows of `coin`, newest first, as read from the hot tables.
-    pub(crate) fn fill(&mut self, coin: i64, rows: Vec<HotRow>) {
-        debug_assert!(rows.len() <= LATEST_CACHE_ROWS);
-        self.rows.insert(coin, rows);
-    }
-
-    /// Applies the upserts of `batch` (in order, so a later duplicate wins) to the entries of
-    /// its coins; `ids[c]` is the store id of `batch.coins[c]`.
-    fn upsert_batch(&mut self, batch: &Batch, ids: &[i64]) {
-        if self.rows.is_empty() {
-            return;
-        }
-        let canon = |v: f64| if v.is_nan() { f64::NAN } else { v };
-        for i in 0..batch.len() {
-            let values = [
-                batch.price[i],
-                batch.market_cap[i],
-                batch.volume[i],
-                batch.supply[i],
-            ];
-            let row = (batch.ts[i], values.map(canon), batch.rank[i]);
-            self.upsert(ids[batch.coin_index[i] as usize], row);
-        }
-    }
-
-    /// Applies an upsert of `row` to `coin`'s entry, if it has one.
-    fn upsert(&mut self, coin: i64, row: HotRow) {
-        let Some(rows) = self.rows.get_mut(&coin) else {
-            return;
-        };
-        // Newest first: search with the order reversed.
-        match rows.binary_search_by(|r| row.0.cmp(&r.0)) {
-            Ok(i) => rows[i] = row,
-            Err(i) if i < LATEST_CACHE_ROWS => {
-                rows.insert(i, row);
-                rows.truncate(LATEST_CACHE_ROWS);
-            }
-            Err(_) => {}
-        }
-    }
-}
+use crate::latest::HotRow;
+use crate::schema::{HOT_TABLE, VALS_LEN, pack_values, unpack_values};
+use crate::store::{CoinMeta, Store};
 
 /// A batch with at most this many distinct timestamps goes to `hot_recent`.
 pub const RECENT_MAX_TIMES: usize = 4;
@@ -114,45 +46,6 @@ pub struct IngestStats {
     pub rejected: u64,
     /// Whether `hot_recent` was merged into `hot` afterwards.
     pub merged: bool,
-}
-
-/// Bytes of a packed hot row's values (`vals`).
-pub(crate) const VALS_LEN: usize = 36;
-
-/// A row's values as the hot tables store them (`vals`): price, market cap, volume and supply
-/// as f64, then rank as u32, all little-endian. NaN is written as the canonical NaN, so every
-/// value reads back bit for bit, -0.0 and NaN alike.
-pub(crate) fn pack_values(values: [f64; 4], rank: u32) -> [u8; VALS_LEN] {
-    let mut out = [0u8; VALS_LEN];
-    for (k, v) in values.into_iter().enumerate() {
-        let v = if v.is_nan() { f64::NAN } else { v };
-        out[8 * k..8 * k + 8].copy_from_slice(&v.to_le_bytes());
-    }
-    out[32..].copy_from_slice(&rank.to_le_bytes());
-    out
-}
-
-/// The values and rank of a `vals` blob.
-fn unpack_values(v: ValueRef<'_>) -> rusqlite::Result<([f64; 4], u32)> {
-    let bytes: &[u8; VALS_LEN] = match v {
-        ValueRef::Blob(b) => b.try_into().map_err(|_| {
-            rusqlite::Error::FromSqlConversionFailure(
-                1,
-                rusqlite::types::Type::Blob,
-                format!("hot row values are {} bytes, not {VALS_LEN}", b.len()).into(),
-            )
-        })?,
-        other => {
-            return Err(rusqlite::Error::InvalidColumnType(
-                1,
-                "vals".into(),
-                other.data_type(),
-            ));
-        }
-    };
-    let f = |k: usize| f64::from_le_bytes(bytes[8 * k..8 * k + 8].try_into().expect("8 bytes"));
-    let rank = u32::from_le_bytes(bytes[32..].try_into().expect("4 bytes"));
-    Ok(([f(0), f(1), f(2), f(3)], rank))
 }
 
 const UPSERT_TAIL: &str = " ON CONFLICT DO UPDATE SET vals = excluded.vals";

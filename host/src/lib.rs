@@ -14,11 +14,13 @@
 //! - [`plan`]: storage and cost per tier per year for a policy (`strata plan`).
 //! - [`source`]: the ways data gets in — file readers (canonical CSV/JSONL, CoinGecko, CMC,
 //!   mapped CSVs) and the Coinpaprika client and collector.
-//! - [`store`]: the data directory (SQLite hot tier, segment catalog, startup recovery), with
-//!   [`hot`] (ingest and the hot tier's layout), [`segment`] and [`catalog`] (segment names and
-//!   their index), [`segment_store`] (the seam where segment bytes live: the data directory,
-//!   or memory with injected faults for tests), [`tiering`] (tier transitions) and [`query`] (cross-tier reads) adding to
-//!   [`Store`].
+//! - [`store`]: the data directory (open, lock, coins, write transactions, startup recovery),
+//!   with [`schema`] (tables, migrations, packed hot values), [`hot`] (the hot tier's reads and
+//!   writes) and [`latest`] (the latest-rows cache), [`ingest`], [`segment`] and [`catalog`]
+//!   (segment names and their index), [`segment_store`] (the seam where segment bytes live:
+//!   the data directory, or memory with injected faults for tests), [`tiering`] (the tier
+//!   model and transitions), [`query`] (cross-tier reads) and [`verify`] (stats and checks)
+//!   adding to [`Store`].
 //! - [`collect`]: the collect loop (ingest what a source delivers, then tier what is due),
 //!   which `strata collect` runs and a long-running service can call.
 //! - [`generate`]: the synthetic market generator; [`crash`]: fault injection for crash tests.
@@ -38,11 +40,13 @@ pub mod demo;
 pub mod generate;
 pub mod hot;
 pub mod ingest;
+pub mod latest;
 pub mod plan;
 pub mod plugin;
 pub mod policy;
 pub mod query;
 pub mod roundtrip;
+pub mod schema;
 pub mod segment;
 pub mod segment_store;
 pub mod source;

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use anyhow::{Context, Result};
 use strata_plugin_sdk::Batch;
 
-use crate::hot::LATEST_CACHE_ROWS;
+use crate::latest::LATEST_CACHE_ROWS;
 use crate::store::Store;
 
 /// One coin's rows, oldest first, with the tier each came from.

@@ -18,119 +18,16 @@ use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::plugin::{CodecPlugin, Runtime, RuntimeConfig};
+use crate::schema::{HOT_RECENT_TABLE, HOT_TABLE, SCHEMA, migrate_v1};
 use crate::segment_store::{FsSegmentStore, SegmentStore};
 
-/// The schema version this build reads and writes (`PRAGMA user_version`). Version 1 stored
-/// each hot value in a column of its own; opening such a store converts it (see
-/// [`migrate_v1`]).
-pub const SCHEMA_VERSION: i64 = 2;
+pub use crate::schema::SCHEMA_VERSION;
 
 /// The SQLite database in a data directory.
 pub const DB_FILE: &str = "strata.db";
 
 /// The default data directory when neither `--data` nor `$STRATA_DATA` is given.
 pub const DEFAULT_DATA_DIR: &str = "./strata-data";
-
-/// The hot tier's main table (also the shape of the table that replaces it when most of its
-/// rows leave at once, see `Store::drop_hot_before`). `vals` is a row's values packed as
-/// `hot::pack_values` writes them: one column instead of five makes a row about 40% cheaper
-/// for SQLite to read, and a tier transition reads every row it moves.
-pub(crate) const HOT_TABLE: &str = "CREATE TABLE IF NOT EXISTS hot (
-    coin INTEGER NOT NULL, ts INTEGER NOT NULL, vals BLOB NOT NULL,
-    PRIMARY KEY (coin, ts)
-) WITHOUT ROWID;";
-
-/// The hot tier's table of collection batches (see `hot`), clustered by time.
-const HOT_RECENT_TABLE: &str = "CREATE TABLE IF NOT EXISTS hot_recent (
-    ts INTEGER NOT NULL, coin INTEGER NOT NULL, vals BLOB NOT NULL,
-    PRIMARY KEY (ts, coin)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS hot_recent_coin ON hot_recent (coin, ts);";
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS coin (
-    id     INTEGER PRIMARY KEY,
-    key    TEXT NOT NULL UNIQUE,
-    symbol TEXT NOT NULL DEFAULT '',
-    name   TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS segment (
-    id            INTEGER PRIMARY KEY,
-    tier          TEXT NOT NULL,
-    path          TEXT NOT NULL UNIQUE,
-    window_start  INTEGER NOT NULL,
-    bucket        INTEGER NOT NULL,
-    seq           INTEGER NOT NULL,
-    codec         TEXT NOT NULL,
-    codec_version TEXT NOT NULL,
-    codec_sha256  TEXT NOT NULL,
-    options       TEXT NOT NULL,
-    rows          INTEGER NOT NULL,
-    min_ts        INTEGER NOT NULL,
-    max_ts        INTEGER NOT NULL,
-    coins         INTEGER NOT NULL,
-    bytes         INTEGER NOT NULL,
-    sha256        TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS segment_tier ON segment (tier, max_ts);
-CREATE TABLE IF NOT EXISTS segment_coin (
-    coin INTEGER NOT NULL, segment INTEGER NOT NULL,
-    PRIMARY KEY (coin, segment)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS segment_coin_segment ON segment_coin (segment);
-CREATE TABLE IF NOT EXISTS last_kept (
-    tier TEXT NOT NULL, coin INTEGER NOT NULL, ts INTEGER NOT NULL,
-    PRIMARY KEY (tier, coin)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS watermark (
-    tier TEXT PRIMARY KEY,
-    cut  INTEGER NOT NULL
-);
-"#;
-
-/// Converts a version-1 store, whose hot tables held each value in a column of its own (NULL
-/// = NaN), to packed `vals`, in one transaction: a crash leaves version 1 to convert again.
-fn migrate_v1(conn: &Connection) -> Result<()> {
-    tracing::info!("converting the hot tier to schema version {SCHEMA_VERSION}");
-    let tx = conn.unchecked_transaction()?;
-    tx.execute_batch(&format!(
-        "DROP INDEX IF EXISTS hot_recent_coin;
-         ALTER TABLE hot RENAME TO hot_v1;
-         ALTER TABLE hot_recent RENAME TO hot_recent_v1;
-         {HOT_TABLE} {HOT_RECENT_TABLE}"
-    ))?;
-    for table in ["hot", "hot_recent"] {
-        let mut read = tx.prepare(&format!(
-            "SELECT coin, ts, price, market_cap, volume, supply, rank FROM {table}_v1"
-        ))?;
-        let mut write = tx.prepare(&format!(
-            "INSERT INTO {table} (coin, ts, vals) VALUES (?1, ?2, ?3)"
-        ))?;
-        let mut rows = read.query([])?;
-        while let Some(r) = rows.next()? {
-            let mut values = [0.0; 4];
-            for (k, v) in values.iter_mut().enumerate() {
-                *v = match r.get_ref(2 + k)? {
-                    rusqlite::types::ValueRef::Null => f64::NAN,
-                    rusqlite::types::ValueRef::Real(f) => f,
-                    rusqlite::types::ValueRef::Integer(i) => i as f64,
-                    other => bail!("hot row has a {} value", other.data_type()),
-                };
-            }
-            let vals = crate::hot::pack_values(values, r.get(6)?);
-            write.execute(rusqlite::params![
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                &vals[..]
-            ])?;
-        }
-    }
-    tx.execute_batch(&format!(
-        "DROP TABLE hot_v1; DROP TABLE hot_recent_v1; PRAGMA user_version = {SCHEMA_VERSION};"
-    ))?;
-    tx.commit()?;
-    Ok(())
-}
 
 /// Metadata of one coin (id, and symbol and name where the source has them): the source's
 /// own type, stored in the `coin` table.
@@ -187,8 +84,8 @@ pub struct Store {
     /// Codecs by component sha256, for reading segments.
     pub(crate) codecs: RefCell<HashMap<String, Rc<CodecPlugin>>>,
     pub(crate) runtime: RefCell<Option<Runtime>>,
-    /// The newest hot rows of coins `latest` has read (see [`crate::hot::LatestCache`]).
-    pub(crate) latest: RefCell<crate::hot::LatestCache>,
+    /// The newest hot rows of coins `latest` has read (see [`crate::latest::LatestCache`]).
+    pub(crate) latest: RefCell<crate::latest::LatestCache>,
     _lock: File,
 }
 
