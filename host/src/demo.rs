@@ -118,7 +118,7 @@ pub struct Report {
     pub queries: Vec<CoinQuery>,
     pub sample_rows: usize,
     pub compare: Vec<Figures>,
-    pub plan: crate::plan::Plan,
+    pub plan: crate::plan::Forecast,
     pub total_secs: f64,
 }
 

@@ -74,9 +74,10 @@ pub struct TierPlan {
     pub bytes_by_year: Vec<f64>,
 }
 
-/// The whole plan.
+/// A storage forecast: every tier's bytes by year and their cost (`strata plan`). Not to be
+/// confused with [`tiering::Plan`](crate::tiering::Plan), a policy's tiers with plugins loaded.
 #[derive(Clone, Debug, Serialize)]
-pub struct Plan {
+pub struct Forecast {
     pub policy: String,
     pub coins: u64,
     pub interval_ms: i64,
@@ -101,7 +102,7 @@ fn one_year_of_ts(interval: i64) -> Vec<i64> {
 
 /// Builds the plan. `sample` is representative data (sorted or not) used to measure each tier
 /// codec's bytes per record after that tier's retention.
-pub fn plan(rt: &Runtime, policy: &Policy, sample: &Batch, opts: &PlanOptions) -> Result<Plan> {
+pub fn plan(rt: &Runtime, policy: &Policy, sample: &Batch, opts: &PlanOptions) -> Result<Forecast> {
     let sample = sample.sorted();
     let year_ts = one_year_of_ts(opts.interval);
     let mut tiers = Vec::new();
@@ -138,7 +139,7 @@ pub fn plan(rt: &Runtime, policy: &Policy, sample: &Batch, opts: &PlanOptions) -
         .collect();
     let last = total_by_year.last().copied().unwrap_or(0.0);
     let jsonl_bpr = crate::compare::jsonl_bytes(&sample) as f64 / sample.len().max(1) as f64;
-    Ok(Plan {
+    Ok(Forecast {
         policy: policy.name.clone(),
         coins: opts.coins,
         interval_ms: opts.interval,
@@ -196,7 +197,7 @@ pub fn human_bytes(b: f64) -> String {
 }
 
 /// The plan as an aligned table.
-pub fn table(p: &Plan) -> String {
+pub fn table(p: &Forecast) -> String {
     let mut out = format!(
         "policy `{}`: {} coins every {}, {} years\n\n",
         p.policy,
