@@ -71,6 +71,10 @@ pub const SDK_FILES: &[(&str, &str)] = &[
         include_str!("../../../plugins/sdk/src/lib.rs"),
     ),
     (
+        "src/market_csv.rs",
+        include_str!("../../../plugins/sdk/src/market_csv.rs"),
+    ),
+    (
         "src/options.rs",
         include_str!("../../../plugins/sdk/src/options.rs"),
     ),

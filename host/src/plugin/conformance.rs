@@ -142,23 +142,8 @@ fn series(coins: usize, hours: i64, seed: u64) -> Batch {
 /// The real-data extract shipped with strata (see `host/data/SOURCE.md`).
 pub fn real_extract() -> Batch {
     let text = include_str!("../../data/coingecko-extract.csv");
-    let mut b = Batch::default();
-    let mut d = CoinDict::default();
-    for line in text.lines().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        let num = |s: &str| s.parse::<f64>().unwrap_or(f64::NAN);
-        let r = Row {
-            coin: f[0],
-            ts: f[1].parse().expect("extract timestamps are integers"),
-            price: num(f[2]),
-            volume: num(f[3]),
-            market_cap: num(f[4]),
-            supply: f64::NAN,
-            rank: 0,
-        };
-        b.push_row(&r, &mut d);
-    }
-    b
+    strata_plugin_sdk::market_csv::read("coingecko-extract.csv", text.as_bytes())
+        .expect("the extract is well-formed")
 }
 
 /// The codec edge cases: name and batch.

@@ -11,43 +11,16 @@ use std::io::{BufReader, Read};
 use std::time::Instant;
 
 use strata_codec_columnar::{Columnar, container};
-use strata_plugin_sdk::{Batch, CoinDict, Row, decode_checked, encode_checked};
+use strata_plugin_sdk::{Batch, decode_checked, encode_checked};
 
 fn load(path: &str) -> Batch {
     let file = BufReader::new(File::open(path).unwrap_or_else(|e| panic!("{path}: {e}")));
     let input: Box<dyn Read> = if path.ends_with(".gz") {
-        Box::new(flate2::read::GzDecoder::new(file))
+        Box::new(flate2::read::MultiGzDecoder::new(file))
     } else {
         Box::new(file)
     };
-    let mut csv = csv::Reader::from_reader(input);
-    let mut batch = Batch::default();
-    let mut dict = CoinDict::default();
-    for (line, rec) in csv.records().enumerate() {
-        let rec = rec.unwrap_or_else(|e| panic!("{path}: record {}: {e}", line + 2));
-        let num = |i: usize, what: &str| -> f64 {
-            let s = &rec[i];
-            if s.is_empty() {
-                return f64::NAN;
-            }
-            s.parse()
-                .unwrap_or_else(|e| panic!("{path}: line {}: {what} `{s}`: {e}", line + 2))
-        };
-        let ts = rec[1]
-            .parse()
-            .unwrap_or_else(|e| panic!("{path}: line {}: timestamp: {e}", line + 2));
-        let row = Row {
-            coin: &rec[0],
-            ts,
-            price: num(2, "price"),
-            volume: num(3, "volume"),
-            market_cap: num(4, "market_cap"),
-            supply: f64::NAN,
-            rank: 0,
-        };
-        batch.push_row(&row, &mut dict);
-    }
-    batch
+    strata_plugin_sdk::market_csv::read(path, input).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// CPU time of this thread: the machine may be shared, and wall time then says little.

@@ -16,6 +16,7 @@
 mod batch;
 pub mod bucket;
 mod error;
+pub mod market_csv;
 mod options;
 
 #[cfg(feature = "gzip")]

@@ -274,41 +274,7 @@ pub fn read_market_csv(path: impl AsRef<std::path::Path>) -> std::io::Result<Bat
 }
 
 fn read_market_csv_from(path: &str, input: impl std::io::Read) -> std::io::Result<Batch> {
-    use std::io::{BufRead, BufReader};
-    let reader = BufReader::new(input);
-    let bad = |line: usize, what: &str| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("{path}: line {line}: {what}"),
-        )
-    };
-    let mut b = Batch::default();
-    let mut d = CoinDict::default();
-    for (n, line) in reader.lines().enumerate().skip(1) {
-        let line = line?;
-        let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 5 {
-            return Err(bad(n + 1, "expected 5 fields"));
-        }
-        let num = |s: &str| -> std::io::Result<f64> {
-            if s.is_empty() {
-                Ok(f64::NAN)
-            } else {
-                s.parse().map_err(|_| bad(n + 1, "bad number"))
-            }
-        };
-        let row = Row {
-            coin: f[0],
-            ts: f[1].parse().map_err(|_| bad(n + 1, "bad timestamp"))?,
-            price: num(f[2])?,
-            volume: num(f[3])?,
-            market_cap: num(f[4])?,
-            supply: f64::NAN,
-            rank: 0,
-        };
-        b.push_row(&row, &mut d);
-    }
-    Ok(b)
+    crate::market_csv::read(path, input)
 }
 
 /// The body of a codec crate's `examples/measure_*.rs`: encodes and decodes the real data set
