@@ -104,24 +104,28 @@ pub fn checksum(bytes: &[u8]) -> String {
 /// a caller writing many files into one directory syncs it once, after the last, before it
 /// relies on any of them (commits them to the catalog).
 pub fn write_renamed(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = write_synced_tmp(path, bytes)?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+/// Writes `bytes` to `path.tmp` (creating `path`'s directory) and fsyncs it, with the crash
+/// points `segment-written` and `segment-synced`; returns `path.tmp`. The caller gives it its
+/// name: [`write_renamed`] by rename, the filesystem segment store by a hard link.
+pub(crate) fn write_synced_tmp(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     let dir = path.parent().context("segment path has no directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    {
-        let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(bytes)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        crate::crash::point("segment-written")
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.sync_all()
-            .with_context(|| format!("syncing {}", tmp.display()))?;
-        crate::crash::point("segment-synced")
-            .with_context(|| format!("syncing {}", tmp.display()))?;
-    }
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    crate::crash::point("segment-written").with_context(|| format!("writing {}", tmp.display()))?;
+    f.sync_all()
+        .with_context(|| format!("syncing {}", tmp.display()))?;
+    crate::crash::point("segment-synced").with_context(|| format!("syncing {}", tmp.display()))?;
+    Ok(tmp)
 }
 
 /// fsync of a directory, so a rename in it is durable.

@@ -33,7 +33,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
@@ -113,23 +113,7 @@ impl SegmentStore for FsSegmentStore {
 
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
         let path = self.path(key)?;
-        let dir = path.parent().context("segment key has no directory")?;
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        {
-            let mut f =
-                File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-            f.write_all(bytes)
-                .with_context(|| format!("writing {}", tmp.display()))?;
-            crate::crash::point("segment-written")
-                .with_context(|| format!("writing {}", tmp.display()))?;
-            f.sync_all()
-                .with_context(|| format!("syncing {}", tmp.display()))?;
-            crate::crash::point("segment-synced")
-                .with_context(|| format!("syncing {}", tmp.display()))?;
-        }
+        let tmp = crate::segment::write_synced_tmp(&path, bytes)?;
         // A hard link creates the name only if it does not exist: never an overwrite.
         let linked = std::fs::hard_link(&tmp, &path)
             .with_context(|| format!("creating {} from {}", path.display(), tmp.display()));
