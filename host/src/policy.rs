@@ -33,8 +33,10 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::plugin::{PluginRef, PluginSource, Runtime};
-use crate::tiering::DAY_MS;
+use crate::plugin::{PluginRef, PluginSource};
+
+/// One day, in ms.
+pub const DAY_MS: i64 = 86_400_000;
 
 /// The default policy: `policies/default.toml`, embedded.
 pub const DEFAULT_POLICY: &str = include_str!("../../policies/default.toml");
@@ -348,14 +350,6 @@ fn plugin_spec(
 }
 
 impl Policy {
-    /// Loads every plugin the policy names and checks its options, so a bad policy fails before
-    /// any data moves. Errors name the file and line of the plugin spec. (This is
-    /// [`Plan::from_policy`](crate::tiering::Plan::from_policy), which tiering uses directly, so
-    /// each plugin is loaded once.)
-    pub fn check(&self, rt: &Runtime) -> Result<()> {
-        crate::tiering::Plan::from_policy(rt, self).map(drop)
-    }
-
     /// The tier called `name`.
     pub fn tier(&self, name: &str) -> Option<&Tier> {
         self.tiers.iter().find(|t| t.name == name)

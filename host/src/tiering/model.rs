@@ -164,8 +164,7 @@ impl Plan {
     }
 }
 
-/// One day, in ms.
-pub const DAY_MS: i64 = 86_400_000;
+pub use crate::policy::DAY_MS;
 
 /// The tier definitions of a policy file (see [`crate::policy`]).
 pub fn tiers_from_policy(policy: &crate::policy::Policy) -> Vec<TierDef> {
