@@ -201,47 +201,7 @@ pub fn run(
     progress(Event::Finish);
     let stats = store.stats()?;
 
-    // A few coins across tiers: the largest, one from the middle, one from the tail.
-    let mut by_rank: Vec<(u32, &str)> = (0..newest.len())
-        .filter(|&r| newest.rank[r] > 0)
-        .map(|r| {
-            let coin = &newest.coins[newest.coin_index[r] as usize];
-            (newest.rank[r], coin.as_str())
-        })
-        .collect();
-    by_rank.sort_unstable();
-    let picks: Vec<(&'static str, String)> = [
-        ("largest", 0),
-        ("median", by_rank.len() / 2),
-        ("smallest", by_rank.len().saturating_sub(1)),
-    ]
-    .into_iter()
-    .filter_map(|(label, i)| by_rank.get(i).map(|(_, c)| (label, c.to_string())))
-    .collect();
-    let mut queries = Vec::new();
-    for (label, coin) in picks {
-        let t = Instant::now();
-        let a = store.query(&coin, i64::MIN, i64::MAX)?;
-        let millis = t.elapsed().as_secs_f64() * 1e3;
-        let mut rows_by_tier: Vec<(String, usize)> = Vec::new();
-        for tier in &a.tier {
-            match rows_by_tier.iter_mut().find(|(n, _)| **n == **tier) {
-                Some(slot) => slot.1 += 1,
-                None => rows_by_tier.push((tier.to_string(), 1)),
-            }
-        }
-        let order = |n: &str| stats.iter().position(|s| s.tier == n).unwrap_or(usize::MAX);
-        rows_by_tier.sort_by_key(|(n, _)| order(n));
-        queries.push(CoinQuery {
-            rows_by_tier,
-            first_ts: a.rows.ts.first().copied(),
-            last_ts: a.rows.ts.last().copied(),
-            last_price: a.rows.price.last().copied().unwrap_or(f64::NAN),
-            millis,
-            coin,
-            label,
-        });
-    }
+    let queries = query_picks(store, &newest, &stats)?;
 
     // Codecs and the plan, on the hot-tier rows of a sample of coins.
     let mut sample = Batch::default();
@@ -291,4 +251,50 @@ pub fn run(
         plan,
         total_secs: started.elapsed().as_secs_f64(),
     })
+}
+
+/// One coin's whole history across tiers, for a few coins of `newest` (the last batch): the
+/// largest, one from the middle and the smallest by rank, timed.
+fn query_picks(store: &Store, newest: &Batch, stats: &[TierStats]) -> Result<Vec<CoinQuery>> {
+    let mut by_rank: Vec<(u32, &str)> = (0..newest.len())
+        .filter(|&r| newest.rank[r] > 0)
+        .map(|r| {
+            let coin = &newest.coins[newest.coin_index[r] as usize];
+            (newest.rank[r], coin.as_str())
+        })
+        .collect();
+    by_rank.sort_unstable();
+    let picks: Vec<(&'static str, String)> = [
+        ("largest", 0),
+        ("median", by_rank.len() / 2),
+        ("smallest", by_rank.len().saturating_sub(1)),
+    ]
+    .into_iter()
+    .filter_map(|(label, i)| by_rank.get(i).map(|(_, c)| (label, c.to_string())))
+    .collect();
+    let mut queries = Vec::new();
+    for (label, coin) in picks {
+        let t = Instant::now();
+        let a = store.query(&coin, i64::MIN, i64::MAX)?;
+        let millis = t.elapsed().as_secs_f64() * 1e3;
+        let mut rows_by_tier: Vec<(String, usize)> = Vec::new();
+        for tier in &a.tier {
+            match rows_by_tier.iter_mut().find(|(n, _)| **n == **tier) {
+                Some(slot) => slot.1 += 1,
+                None => rows_by_tier.push((tier.to_string(), 1)),
+            }
+        }
+        let order = |n: &str| stats.iter().position(|s| s.tier == n).unwrap_or(usize::MAX);
+        rows_by_tier.sort_by_key(|(n, _)| order(n));
+        queries.push(CoinQuery {
+            rows_by_tier,
+            first_ts: a.rows.ts.first().copied(),
+            last_ts: a.rows.ts.last().copied(),
+            last_price: a.rows.price.last().copied().unwrap_or(f64::NAN),
+            millis,
+            coin,
+            label,
+        });
+    }
+    Ok(queries)
 }
