@@ -6,53 +6,44 @@
 //! contract in `wit/strata.wit`, so formats and rules are swapped per policy file without
 //! recompiling strata.
 //!
-//! - [`plugin`]: the sandboxed plugin runtime, the built-in plugins and their conformance suite.
-//! - [`authoring`]: writing plugins outside the repo: `strata plugin new` (a standalone crate
-//!   with the SDK and WIT) and `strata plugin build`.
-//! - [`policy`]: tier policies (TOML): ages, retention plugins, codecs, segment layout.
-//! - [`compare`]: every codec on the same data, through wasm and natively (`strata compare`).
-//! - [`plan`]: storage and cost per tier per year for a policy (`strata plan`).
-//! - [`source`]: the ways data gets in — file readers (canonical CSV/JSONL, CoinGecko, CMC,
-//!   mapped CSVs) and the Coinpaprika client and collector.
-//! - [`store`]: the data directory (open, lock, coins, write transactions, startup recovery),
-//!   with [`schema`] (tables, migrations, packed hot values), [`hot`] (the hot tier's reads and
-//!   writes) and [`latest`] (the latest-rows cache), [`ingest`], [`segment`] and [`catalog`]
-//!   (segment names and their index), [`segment_store`] (the seam where segment bytes live:
-//!   the data directory, or memory with injected faults for tests), [`tiering`] (the tier
-//!   model and transitions), [`query`] (cross-tier reads) and [`verify`] (stats and checks)
-//!   adding to [`Store`].
-//! - [`collect`]: the collect loop (ingest what a source delivers, then tier what is due),
-//!   which `strata collect` runs and a long-running service can call.
-//! - [`generate`]: the synthetic market generator; [`crash`]: fault injection for crash tests.
-//! - [`demo`]: the main job end to end on generated data (`strata demo`); [`bench`](mod@bench): the
-//!   engine's figures against their targets (`strata bench`).
+//! The house, top-down:
 //!
-//! The batch type every layer shares is the SDK's [`Batch`](strata_plugin_sdk::Batch).
+//! - [`engine`]: the storage engine, everything behind a data directory. [`store`] (open,
+//!   lock, coins, write transactions, startup recovery) with [`schema`] (tables, migrations,
+//!   packed hot values), [`hot`] (the hot tier's reads and writes), [`latest`] (the
+//!   latest-rows cache), [`ingest`], [`segment`] and [`catalog`] (segment names and their
+//!   index), [`segment_store`] (the seam where segment bytes live: the data directory, or
+//!   memory with injected faults for tests; a new backend goes here), [`tiering`] (the tier
+//!   model and transitions), [`roundtrip`] (the read-back check of a new segment), [`query`]
+//!   (cross-tier reads), [`verify`] (stats and checks), [`components`] (the store's own copies
+//!   of the components that wrote its segments), [`collect`] (ingest what a source delivers,
+//!   then tier what is due) and [`crash`] (fault injection for the crash tests).
+//! - [`policy`]: tier policies (TOML): ages, retention plugins, codecs, segment layout.
+//! - [`plugin`]: the sandboxed plugin runtime, the built-in plugins and their conformance suite;
+//!   [`authoring`]: writing plugins outside the repo (`strata plugin new`, `strata plugin build`).
+//! - [`source`]: the ways data gets in — file readers (canonical CSV/JSONL, CoinGecko, CMC,
+//!   mapped CSVs) and the Coinpaprika client and collector; a new source goes here.
+//! - [`tools`]: tools over the library: [`compare`] (every codec on the same data), [`plan`]
+//!   (the storage forecast), [`generate`] (the synthetic market), [`demo`] and
+//!   [`bench`](mod@bench).
+//!
+//! Each engine and tool module is also at the crate root (`strata::store`, `strata::tiering`,
+//! `strata::compare`, ...), the paths the tests and docs use. The command line (`src/cli/`)
+//! is a thin layer over all of it. The batch type every layer shares is the SDK's
+//! [`Batch`](strata_plugin_sdk::Batch).
 
 pub mod authoring;
-pub mod bench;
-pub mod catalog;
-pub mod collect;
-pub mod compare;
-pub mod components;
-pub mod crash;
-pub mod demo;
-pub mod generate;
-pub mod hot;
-pub mod ingest;
-pub mod latest;
-pub mod plan;
+pub mod engine;
 pub mod plugin;
 pub mod policy;
-pub mod query;
-pub mod roundtrip;
-pub mod schema;
-pub mod segment;
-pub mod segment_store;
 pub mod source;
-pub mod store;
-pub mod tiering;
-pub mod verify;
+pub mod tools;
+
+pub use engine::{
+    catalog, collect, components, crash, hot, ingest, latest, query, roundtrip, schema, segment,
+    segment_store, store, tiering, verify,
+};
+pub use tools::{bench, compare, demo, generate, plan};
 
 pub use store::{CoinMeta, Store};
 
