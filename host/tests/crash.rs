@@ -16,9 +16,16 @@ const BIN: &str = env!("CARGO_BIN_EXE_strata");
 const DAY: i64 = 86_400_000;
 const START: i64 = 1_704_067_200_000; // 2024-01-01
 
+thread_local! {
+    /// The segment store the binary runs with (`STRATA_SEGMENT_STORE`), per test thread: `fs`
+    /// (tmp + rename, the default) or `direct` (in place, no rename, as an object store).
+    static SEGMENT_STORE: std::cell::Cell<&'static str> = const { std::cell::Cell::new("fs") };
+}
+
 fn strata(data: &Path, args: &[&str], crash: Option<&str>) -> std::process::Output {
     let mut c = Command::new(BIN);
     c.arg("--data").arg(data).args(args);
+    c.env("STRATA_SEGMENT_STORE", SEGMENT_STORE.get());
     c.env_remove("STRATA_CRASH_AT");
     if let Some(at) = crash {
         c.env("STRATA_CRASH_AT", at);
@@ -176,6 +183,18 @@ fn crash_during_ingest_loses_and_duplicates_nothing() {
 
 #[test]
 fn crash_during_tier_transitions_loses_and_duplicates_nothing() {
+    tier_crashes();
+}
+
+/// The same crash points, with the segment store that writes in place (no temporary name, no
+/// rename): the engine's protocol alone must keep every row.
+#[test]
+fn crash_during_tier_transitions_with_the_direct_segment_store() {
+    SEGMENT_STORE.set("direct");
+    tier_crashes();
+}
+
+fn tier_crashes() {
     let f = fixture();
     let csv = f.csv.to_str().unwrap();
     let base = f.root.join("base");
@@ -255,12 +274,23 @@ fn crash_during_tier_transitions_loses_and_duplicates_nothing() {
 fn strata_failing(data: &Path, args: &[&str], fail: &str) -> std::process::Output {
     let mut c = Command::new(BIN);
     c.arg("--data").arg(data).args(args);
+    c.env("STRATA_SEGMENT_STORE", SEGMENT_STORE.get());
     c.env_remove("STRATA_CRASH_AT").env("STRATA_FAIL_AT", fail);
     c.output().unwrap()
 }
 
 #[test]
 fn io_faults_during_tier_transitions_are_reported_and_lose_nothing() {
+    io_faults();
+}
+
+#[test]
+fn io_faults_with_the_direct_segment_store_are_reported_and_lose_nothing() {
+    SEGMENT_STORE.set("direct");
+    io_faults();
+}
+
+fn io_faults() {
     let f = fixture();
     let csv = f.csv.to_str().unwrap();
     let base = f.root.join("base");

@@ -132,7 +132,12 @@ pub(crate) fn data_dir(g: &Global) -> PathBuf {
 }
 
 pub(crate) fn open_store(g: &Global) -> Result<strata::Store> {
-    let store = strata::Store::open(data_dir(g))?;
+    let dir = data_dir(g);
+    let options = strata::store::StoreOptions {
+        segment_store: strata::segment_store::from_env(&dir)?,
+        ..Default::default()
+    };
+    let store = strata::Store::open_with(&dir, options)?;
     store.set_runtime(runtime(g)?);
     Ok(store)
 }

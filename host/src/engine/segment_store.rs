@@ -25,8 +25,10 @@
 //! an error at any step loses nothing: before the commit the old copy is still the one the
 //! catalog names, after it the new one is durable.
 //!
-//! Implementations: [`FsSegmentStore`] (the data directory; what `strata` uses) and
-//! [`MemSegmentStore`] (in memory, with faults on chosen calls; for tests).
+//! Implementations: [`FsSegmentStore`] (the data directory; what `strata` uses),
+//! [`DirectSegmentStore`] (the same directory written in place, without rename, as an object
+//! store would; the crash tests' second implementation) and [`MemSegmentStore`] (in memory,
+//! with faults on chosen calls; for tests).
 //!
 //! [`list`]: SegmentStore::list
 
@@ -200,6 +202,91 @@ impl SegmentStore for FsSegmentStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e).with_context(|| format!("removing {}", p.display())),
         }
+    }
+}
+
+/// Segments as files written in place under their final names, the way an object store takes
+/// a put: no temporary name and no rename, so the engine's crash safety rests on its protocol
+/// alone. A put creates the file exclusively (an existing key fails), writes and fsyncs it; a
+/// crash or an error part way leaves a partial file under a key no catalog row names (an error
+/// removes it at once, a crash leaves it to startup recovery, which removes every key the
+/// catalog does not reference). Same layout as [`FsSegmentStore`], which serves its reads.
+///
+/// strata uses it when `STRATA_SEGMENT_STORE=direct` (see [`from_env`]); the crash tests run
+/// against it as the second implementation of this seam, with the same crash points.
+#[derive(Debug)]
+pub struct DirectSegmentStore {
+    fs: FsSegmentStore,
+}
+
+impl DirectSegmentStore {
+    pub fn new(root: impl Into<PathBuf>) -> DirectSegmentStore {
+        DirectSegmentStore {
+            fs: FsSegmentStore::new(root),
+        }
+    }
+}
+
+impl SegmentStore for DirectSegmentStore {
+    fn location(&self) -> String {
+        self.fs.location()
+    }
+
+    fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.fs.path(key)?;
+        let dir = path.parent().context("segment key has no directory")?;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        let written = (|| -> Result<()> {
+            use std::io::Write;
+            f.write_all(bytes)
+                .with_context(|| format!("writing {}", path.display()))?;
+            crate::crash::point("segment-written")
+                .with_context(|| format!("writing {}", path.display()))?;
+            f.sync_all()
+                .with_context(|| format!("syncing {}", path.display()))?;
+            crate::crash::point("segment-synced")
+                .with_context(|| format!("syncing {}", path.display()))?;
+            Ok(())
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&path);
+        }
+        written
+    }
+
+    fn sync(&self, keys: &[&str]) -> Result<()> {
+        self.fs.sync(keys)
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        self.fs.get(key)
+    }
+
+    fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>> {
+        self.fs.get_range(key, range)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<Listed>> {
+        self.fs.list(prefix)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        self.fs.delete(key)
+    }
+}
+
+/// The segment store `STRATA_SEGMENT_STORE` asks for over the data directory `root`: unset or
+/// `fs` is the default ([`FsSegmentStore`], `None` here), `direct` is [`DirectSegmentStore`].
+pub fn from_env(root: &Path) -> Result<Option<std::sync::Arc<dyn SegmentStore>>> {
+    match std::env::var("STRATA_SEGMENT_STORE").as_deref() {
+        Err(_) | Ok("") | Ok("fs") => Ok(None),
+        Ok("direct") => Ok(Some(std::sync::Arc::new(DirectSegmentStore::new(root)))),
+        Ok(other) => bail!("STRATA_SEGMENT_STORE=`{other}`: expected `fs` or `direct`"),
     }
 }
 
@@ -417,6 +504,12 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["1-001-0.bin"]);
+    }
+
+    #[test]
+    fn the_direct_store_keeps_the_contract() {
+        let d = tempfile::tempdir().unwrap();
+        contract(&DirectSegmentStore::new(d.path()));
     }
 
     #[test]
