@@ -89,8 +89,8 @@ fn check_key(key: &str) -> Result<()> {
 }
 
 /// Segments as files under a directory (the data directory): a put writes `KEY.tmp`, fsyncs
-/// it and links it to `KEY` (which fails if `KEY` exists, so nothing is overwritten), then
-/// removes `KEY.tmp`; [`sync`](SegmentStore::sync) fsyncs the directories of the keys, which
+/// it and renames it to `KEY` without replacing (`renameat2(RENAME_NOREPLACE)`, or a hard link
+/// and unlink where that is missing; either fails if `KEY` exists, so nothing is overwritten); [`sync`](SegmentStore::sync) fsyncs the directories of the keys, which
 /// makes the new names durable. What this assumes of the filesystem is in `docs/design.md`.
 #[derive(Debug)]
 pub struct FsSegmentStore {
@@ -116,11 +116,8 @@ impl SegmentStore for FsSegmentStore {
     fn put(&self, key: &str, bytes: &[u8]) -> Result<()> {
         let path = self.path(key)?;
         let tmp = crate::segment::write_synced_tmp(&path, bytes)?;
-        // A hard link creates the name only if it does not exist: never an overwrite.
-        let linked = std::fs::hard_link(&tmp, &path)
-            .with_context(|| format!("creating {} from {}", path.display(), tmp.display()));
-        let _ = std::fs::remove_file(&tmp);
-        linked
+        rename_noreplace(&tmp, &path)
+            .with_context(|| format!("creating {} from {}", path.display(), tmp.display()))
     }
 
     fn sync(&self, keys: &[&str]) -> Result<()> {
@@ -288,6 +285,40 @@ pub fn from_env(root: &Path) -> Result<Option<std::sync::Arc<dyn SegmentStore>>>
         Ok("direct") => Ok(Some(std::sync::Arc::new(DirectSegmentStore::new(root)))),
         Ok(other) => bail!("STRATA_SEGMENT_STORE=`{other}`: expected `fs` or `direct`"),
     }
+}
+
+/// Renames `from` to `to` unless `to` exists (then an error; never an overwrite). On Linux
+/// with glibc, one `renameat2(RENAME_NOREPLACE)`; elsewhere, or on a filesystem that lacks it,
+/// a hard link (which also fails if the name exists) and the removal of `from`.
+fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes());
+        let (f, t) = (c(from)?, c(to)?);
+        // SAFETY: both are valid NUL-terminated paths that outlive the call; AT_FDCWD makes
+        // them relative to the working directory, like std::fs::rename.
+        let r = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                f.as_ptr(),
+                libc::AT_FDCWD,
+                t.as_ptr(),
+                libc::RENAME_NOREPLACE,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if !matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS)) {
+            let _ = std::fs::remove_file(from);
+            return Err(e);
+        }
+    }
+    let linked = std::fs::hard_link(from, to);
+    let _ = std::fs::remove_file(from);
+    linked
 }
 
 /// A relative path as a key: its parts joined with `/`.
