@@ -14,12 +14,13 @@
 //!   latest-rows cache), [`ingest`], [`segment`] and [`catalog`] (segment names and their
 //!   index), [`segment_store`] (the seam where segment bytes live: the data directory, or
 //!   memory with injected faults for tests; a new backend goes here), [`tiering`] (the tier
-//!   model and transitions), [`roundtrip`] (the read-back check of a new segment), [`query`]
-//!   (cross-tier reads), [`verify`] (stats and checks), [`components`] (the store's own copies
-//!   of the components that wrote its segments), [`collect`] (ingest what a source delivers,
-//!   then tier what is due) and [`crash`] (fault injection for the crash tests).
+//!   model and transitions), [`query`] (cross-tier reads), [`verify`] (stats and checks),
+//!   [`components`] (the store's own copies of the components that wrote its segments),
+//!   [`collect`] (ingest what a source delivers, then tier what is due) and [`crash`] (fault
+//!   injection for the crash tests).
 //! - [`policy`]: tier policies (TOML): ages, retention plugins, codecs, segment layout.
-//! - [`plugin`]: the sandboxed plugin runtime, the built-in plugins and their conformance suite;
+//! - [`plugin`]: the sandboxed plugin runtime, the built-in plugins, their conformance suite and
+//!   [`roundtrip`] (the bit-exact comparison behind conformance and verify-before-delete);
 //!   [`authoring`]: writing plugins outside the repo (`strata plugin new`, `strata plugin build`).
 //! - [`source`]: the ways data gets in — file readers (canonical CSV/JSONL, CoinGecko, CMC,
 //!   mapped CSVs) and the Coinpaprika client and collector; a new source goes here.
@@ -40,9 +41,10 @@ pub mod source;
 pub mod tools;
 
 pub use engine::{
-    catalog, collect, components, crash, hot, ingest, latest, query, roundtrip, schema, segment,
+    catalog, collect, components, crash, hot, ingest, latest, query, schema, segment,
     segment_store, store, tiering, verify,
 };
+pub use plugin::roundtrip;
 pub use tools::{bench, compare, demo, generate, plan};
 
 pub use store::{CoinMeta, Store};

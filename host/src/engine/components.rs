@@ -17,8 +17,9 @@ use crate::plugin::{CodecPlugin, PluginRef, Runtime};
 use crate::segment;
 use crate::store::Store;
 
-/// The directory of kept components, relative to the data directory.
-pub const DIR: &str = "plugins";
+/// The directory of kept components, relative to the data directory (the store owns the name:
+/// its startup recovery clears interrupted copies there).
+pub use crate::store::COMPONENTS_DIR as DIR;
 
 /// True for a lowercase hex sha256 (64 characters): the only file names this module builds.
 pub fn is_sha256(s: &str) -> bool {

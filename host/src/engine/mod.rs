@@ -11,7 +11,6 @@ pub mod hot;
 pub mod ingest;
 pub mod latest;
 pub mod query;
-pub mod roundtrip;
 pub mod schema;
 pub mod segment;
 pub mod segment_store;

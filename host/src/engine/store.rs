@@ -23,6 +23,10 @@ use crate::segment_store::{FsSegmentStore, SegmentStore};
 
 pub use crate::schema::SCHEMA_VERSION;
 
+/// The directory of kept components (see [`components`](crate::components)), relative to the
+/// data directory.
+pub const COMPONENTS_DIR: &str = "plugins";
+
 /// The SQLite database in a data directory.
 pub const DB_FILE: &str = "strata.db";
 
@@ -262,7 +266,7 @@ impl Store {
             self.segments.delete(k)?;
         }
         // A component copy interrupted before its rename (see `components`).
-        if let Ok(entries) = std::fs::read_dir(self.dir.join(crate::components::DIR)) {
+        if let Ok(entries) = std::fs::read_dir(self.dir.join(COMPONENTS_DIR)) {
             for e in entries {
                 let p = e?.path();
                 if p.extension().is_some_and(|x| x == "tmp") {

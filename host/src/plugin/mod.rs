@@ -21,6 +21,7 @@ mod checks;
 pub mod conformance;
 mod loaded;
 pub mod native;
+pub mod roundtrip;
 #[cfg(test)]
 mod tests;
 
