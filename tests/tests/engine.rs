@@ -455,16 +455,16 @@ fn run_against_model(dir: &std::path::Path, segment_store: Option<Arc<MemSegment
 #[test]
 fn recent_hot_rows_age_out_without_a_merge() {
     let (coins, days) = (6, 40);
-    let cfg = GenConfig::hourly(coins, days, 7);
-    let start = cfg.start;
-    let mut generator = Generator::new(cfg);
-    let meta: Vec<CoinMeta> = generator.coin_meta();
-    let tiers = tiers();
-    let plan = plan();
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path()).unwrap();
-    store.set_runtime(runtime().clone());
-    let mut model = Model::new(&meta, tiers.len());
+    let Small {
+        start,
+        mut generator,
+        meta,
+        tiers,
+        plan,
+        dir: _dir,
+        mut store,
+        mut model,
+    } = Small::new(coins, days, 7);
     // One timestamp per batch: every row lands in `hot_recent`, and 6 coins × 960 hours stay
     // far below the merge threshold (a day of 13.6k coins), so none reaches `hot`.
     for hour in 0..days * 24 {
@@ -581,16 +581,16 @@ fn segment_store_faults_lose_nothing_and_a_rerun_completes() {
 #[test]
 fn ingest_and_tier_ingests_a_chunk_and_moves_what_is_due() {
     let (coins, days) = (5, 45);
-    let cfg = GenConfig::hourly(coins, days, 3);
-    let start = cfg.start;
-    let mut generator = Generator::new(cfg);
-    let meta: Vec<CoinMeta> = generator.coin_meta();
-    let tiers = tiers();
-    let plan = plan();
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = Store::open(dir.path()).unwrap();
-    store.set_runtime(runtime().clone());
-    let mut model = Model::new(&meta, tiers.len());
+    let Small {
+        start,
+        mut generator,
+        meta,
+        tiers,
+        plan,
+        dir: _dir,
+        mut store,
+        mut model,
+    } = Small::new(coins, days, 3);
     let mut all = Batch::default();
     while let Some(b) = generator.next_batch() {
         all.extend_from(&b);
@@ -622,4 +622,40 @@ fn ingest_and_tier_ingests_a_chunk_and_moves_what_is_due() {
         store.coin_meta(&meta[0].id).unwrap().unwrap().symbol,
         meta[0].symbol
     );
+}
+
+/// A small generated market, an empty store on the in-test tiers, and the model beside it.
+struct Small {
+    start: i64,
+    generator: Generator,
+    meta: Vec<CoinMeta>,
+    tiers: Vec<ModelTier>,
+    plan: Plan,
+    dir: tempfile::TempDir,
+    store: Store,
+    model: Model,
+}
+
+impl Small {
+    fn new(coins: usize, days: usize, seed: u64) -> Small {
+        let cfg = GenConfig::hourly(coins, days, seed);
+        let start = cfg.start;
+        let generator = Generator::new(cfg);
+        let meta: Vec<CoinMeta> = generator.coin_meta();
+        let tiers = tiers();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.set_runtime(runtime().clone());
+        let model = Model::new(&meta, tiers.len());
+        Small {
+            start,
+            generator,
+            meta,
+            plan: plan(),
+            tiers,
+            dir,
+            store,
+            model,
+        }
+    }
 }
