@@ -119,13 +119,21 @@ pub(crate) fn write_synced_tmp(path: &Path, bytes: &[u8]) -> Result<PathBuf> {
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let mut f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(bytes)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    crate::crash::point("segment-written").with_context(|| format!("writing {}", tmp.display()))?;
-    f.sync_all()
-        .with_context(|| format!("syncing {}", tmp.display()))?;
-    crate::crash::point("segment-synced").with_context(|| format!("syncing {}", tmp.display()))?;
+    write_and_sync(&mut f, &tmp, bytes)?;
     Ok(tmp)
+}
+
+/// Writes `bytes` to the open file `f` (at `path`, for messages) and fsyncs it, with the crash
+/// points `segment-written` and `segment-synced` after each step.
+pub(crate) fn write_and_sync(f: &mut File, path: &Path, bytes: &[u8]) -> Result<()> {
+    f.write_all(bytes)
+        .with_context(|| format!("writing {}", path.display()))?;
+    crate::crash::point("segment-written")
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.sync_all()
+        .with_context(|| format!("syncing {}", path.display()))?;
+    crate::crash::point("segment-synced").with_context(|| format!("syncing {}", path.display()))?;
+    Ok(())
 }
 
 /// fsync of a directory, so a rename in it is durable.

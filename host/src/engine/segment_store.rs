@@ -238,18 +238,7 @@ impl SegmentStore for DirectSegmentStore {
             .create_new(true)
             .open(&path)
             .with_context(|| format!("creating {}", path.display()))?;
-        let written = (|| -> Result<()> {
-            use std::io::Write;
-            f.write_all(bytes)
-                .with_context(|| format!("writing {}", path.display()))?;
-            crate::crash::point("segment-written")
-                .with_context(|| format!("writing {}", path.display()))?;
-            f.sync_all()
-                .with_context(|| format!("syncing {}", path.display()))?;
-            crate::crash::point("segment-synced")
-                .with_context(|| format!("syncing {}", path.display()))?;
-            Ok(())
-        })();
+        let written = crate::segment::write_and_sync(&mut f, &path, bytes);
         if written.is_err() {
             let _ = std::fs::remove_file(&path);
         }
@@ -322,7 +311,7 @@ fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 /// A relative path as a key: its parts joined with `/`.
-fn key_of(rel: &Path) -> String {
+pub(crate) fn key_of(rel: &Path) -> String {
     rel.components()
         .filter_map(|c| match c {
             Component::Normal(s) => Some(s.to_string_lossy()),

@@ -281,11 +281,7 @@ impl Store {
 
     /// `p` relative to the data directory, with `/` separators (how the catalog names files).
     pub(crate) fn relative(&self, p: &Path) -> String {
-        let rel = p.strip_prefix(&self.dir).unwrap_or(p);
-        rel.components()
-            .map(|c| c.as_os_str().to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/")
+        crate::segment_store::key_of(p.strip_prefix(&self.dir).unwrap_or(p))
     }
 
     /// The id of coin `key`, if the store knows it.
