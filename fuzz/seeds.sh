@@ -5,11 +5,11 @@
 #     each set's SOURCE.md for origin and licence), plus the repo's own extract;
 #   - policy: the shipped policies/*.toml.
 # The round-trip and SDK targets start from an empty corpus (their input is structured bytes).
-# Usage: fuzz/seeds.sh   (from anywhere; SHARED=... overrides ../shared/data)
+# Usage: fuzz/seeds.sh   (from anywhere; STRATA_SHARED_DATA=... overrides ../shared/data)
 set -euo pipefail
 fuzz="$(cd "$(dirname "$0")" && pwd)"
 repo="$(dirname "$fuzz")"
-shared="${SHARED:-$repo/../shared/data}"
+shared="${STRATA_SHARED_DATA:-$repo/../shared/data}"
 corpus="$fuzz/corpus"
 
 (cd "$fuzz" && cargo run --quiet --release --bin seeds)

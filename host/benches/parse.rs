@@ -15,10 +15,9 @@ fn main() {
         .find(|a| !a.starts_with('-'))
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/data/coingecko-daily-1010coins/coins_daily_2013-04-28_2025-07-14.csv.gz"
-            ))
+            strata::sdk::shared_data::path(
+                "coingecko-daily-1010coins/coins_daily_2013-04-28_2025-07-14.csv.gz",
+            )
         });
     if !path.exists() {
         eprintln!("skipping: {} not found", path.display());

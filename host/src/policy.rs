@@ -194,9 +194,10 @@ pub fn parse(text: &str, origin: &str) -> Result<Policy> {
     if raw.tier.is_empty() {
         bail!("{origin}: a policy needs at least one [[tier]] (the hot tier)");
     }
-    let last = raw.tier.len() - 1;
     let mut tiers: Vec<Tier> = Vec::new();
-    for (i, spanned) in raw.tier.into_iter().enumerate() {
+    // Where each tier and its `keep` are written, for the shape rules checked at the end.
+    let (mut at_tier, mut at_keep, mut has_segment) = (Vec::new(), Vec::new(), Vec::new());
+    for spanned in raw.tier {
         let at = loc.of(&spanned);
         let t = spanned.into_inner();
         let name = t.name.get_ref().clone();
@@ -213,30 +214,11 @@ pub fn parse(text: &str, origin: &str) -> Result<Policy> {
         if tiers.iter().any(|p| p.name == name) {
             bail!("{}: tier `{name}` is defined twice", loc.of(&t.name));
         }
-        let keep = match &t.keep {
-            None if i != last => {
-                bail!("{at}: tier `{name}` needs `keep` (only the last tier keeps forever)")
-            }
-            None => None,
-            Some(k) if i == last => bail!(
-                "{}: tier `{name}` is the last tier and keeps forever; remove `keep = \"{}\"` or add a tier after it",
-                loc.of(k),
-                k.get_ref()
-            ),
-            Some(k) => Some(duration_ms(k, &loc, "keep")?),
-        };
-        if let (Some(k), Some(prev)) = (keep, tiers.last())
-            && let Some(pk) = prev.keep
-            && k <= pk
-        {
-            bail!(
-                "{}: tier `{name}` keeps data to age {} but the tier before it, `{}`, already keeps it to {}: ages must grow tier by tier",
-                loc.of(t.keep.as_ref().unwrap()),
-                t.keep.as_ref().unwrap().get_ref(),
-                prev.name,
-                humantime::format_duration(std::time::Duration::from_millis(pk as u64))
-            );
-        }
+        let keep = t
+            .keep
+            .as_ref()
+            .map(|k| duration_ms(k, &loc, "keep"))
+            .transpose()?;
         let plugin = |p: &Option<Spanned<RawPlugin>>, what: &str| -> Result<Option<PluginSpec>> {
             p.as_ref()
                 .map(|p| plugin_spec(p, &loc, &name, what))
@@ -244,24 +226,9 @@ pub fn parse(text: &str, origin: &str) -> Result<Policy> {
         };
         let retention = plugin(&t.retention, "retention")?;
         let codec = plugin(&t.codec, "codec")?;
-        if i == 0 {
-            if retention.is_some() || codec.is_some() || t.segment.is_some() {
-                bail!(
-                    "{at}: the first tier (`{name}`) is the hot SQLite tier: it takes no retention, codec or segment"
-                );
-            }
-        } else {
-            if retention.is_none() {
-                bail!(
-                    "{at}: tier `{name}` needs `retention = {{ plugin = \"...\" }}` (e.g. `sample`)"
-                );
-            }
-            if codec.is_none() {
-                bail!(
-                    "{at}: tier `{name}` needs `codec = {{ plugin = \"...\" }}` (e.g. `jsonl-gzip`)"
-                );
-            }
-        }
+        has_segment.push(t.segment.is_some());
+        at_tier.push(at.clone());
+        at_keep.push(t.keep.as_ref().map(|k| loc.of(k)).unwrap_or(at));
         let mut segment = SegmentSpec::default();
         if let Some(s) = &t.segment {
             let s = s.get_ref();
@@ -287,11 +254,121 @@ pub fn parse(text: &str, origin: &str) -> Result<Policy> {
             segment,
         });
     }
+    let shapes: Vec<Shape<'_>> = tiers
+        .iter()
+        .zip(&has_segment)
+        .map(|(t, &segment)| Shape {
+            name: &t.name,
+            keep: t.keep,
+            retention: t.retention.is_some(),
+            codec: t.codec.is_some(),
+            segment,
+        })
+        .collect();
+    if let Err(e) = check_shape(&shapes) {
+        let at = if e.at_keep { &at_keep } else { &at_tier };
+        bail!("{}: {}", at[e.tier], e.message);
+    }
     Ok(Policy {
         name: raw.name.unwrap_or_else(|| origin.to_string()),
         origin: origin.to_string(),
         tiers,
     })
+}
+
+/// What the shape rules look at in one tier.
+pub(crate) struct Shape<'a> {
+    pub name: &'a str,
+    pub keep: Option<i64>,
+    pub retention: bool,
+    pub codec: bool,
+    /// Whether a `segment` table was given.
+    pub segment: bool,
+}
+
+/// A broken shape rule: the tier, whether the fault is its `keep` (else the tier as a whole),
+/// and what is wrong.
+pub(crate) struct ShapeError {
+    pub tier: usize,
+    pub at_keep: bool,
+    pub message: String,
+}
+
+/// The rules every list of tiers obeys, whether it comes from a policy file ([`parse`]) or is
+/// built in code ([`crate::tiering::Plan::load`]): the first tier is the hot SQLite tier (no
+/// plugins, no segments), every later tier has a retention and a codec plugin, every tier but
+/// the last has a `keep` and the last has none, and `keep` grows tier by tier.
+pub(crate) fn check_shape(tiers: &[Shape<'_>]) -> std::result::Result<(), ShapeError> {
+    let last = tiers.len().saturating_sub(1);
+    let fail = |tier: usize, at_keep: bool, message: String| {
+        Err(ShapeError {
+            tier,
+            at_keep,
+            message,
+        })
+    };
+    let age = |ms: i64| humantime::format_duration(std::time::Duration::from_millis(ms as u64));
+    for (i, t) in tiers.iter().enumerate() {
+        let name = t.name;
+        match t.keep {
+            None if i != last => {
+                return fail(
+                    i,
+                    false,
+                    format!("tier `{name}` needs `keep` (only the last tier keeps forever)"),
+                );
+            }
+            Some(_) if i == last => {
+                return fail(
+                    i,
+                    true,
+                    format!(
+                        "tier `{name}` is the last tier and keeps forever; remove its `keep` or add a tier after it"
+                    ),
+                );
+            }
+            _ => {}
+        }
+        if i > 0
+            && let (Some(k), Some(pk)) = (t.keep, tiers[i - 1].keep)
+            && k <= pk
+        {
+            return fail(
+                i,
+                true,
+                format!(
+                    "tier `{name}` keeps data to age {} but the tier before it, `{}`, already keeps it to {}: ages must grow tier by tier",
+                    age(k),
+                    tiers[i - 1].name,
+                    age(pk)
+                ),
+            );
+        }
+        if i == 0 {
+            if t.retention || t.codec || t.segment {
+                return fail(
+                    i,
+                    false,
+                    format!(
+                        "the first tier (`{name}`) is the hot SQLite tier: it takes no retention, codec or segment"
+                    ),
+                );
+            }
+        } else if !t.retention {
+            return fail(
+                i,
+                false,
+                format!("tier `{name}` needs `retention = {{ plugin = \"...\" }}` (e.g. `sample`)"),
+            );
+        } else if !t.codec {
+            return fail(
+                i,
+                false,
+                format!("tier `{name}` needs `codec = {{ plugin = \"...\" }}` (e.g. `columnar`)"),
+            );
+        }
+    }
+    Ok(())
 }
 
 fn duration_ms(s: &Spanned<String>, loc: &Locator<'_>, key: &str) -> Result<i64> {
@@ -431,7 +508,7 @@ codec = { plugin = "jsonl-gzip" }
         );
         let e = err(&GOOD.replace("keep = \"1y\"", "keep = \"20d\""));
         assert!(
-            e.starts_with("p.toml:10: tier `warm` keeps data to age 20d"),
+            e.starts_with("p.toml:10: tier `warm` keeps data to age 20days"),
             "{e}"
         );
         assert!(e.contains("ages must grow"), "{e}");

@@ -201,8 +201,7 @@ fn serve(body: Vec<u8>) -> String {
 
 #[test]
 fn collect_once_stores_every_recorded_coinpaprika_ticker() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/coinpaprika-samples/v1_tickers_2019-09-06.json.gz");
+    let path = strata::sdk::shared_data::path("coinpaprika-samples/v1_tickers_2019-09-06.json.gz");
     let Ok(gz) = std::fs::read(&path) else {
         eprintln!("skipping: {} not found", path.display());
         return;

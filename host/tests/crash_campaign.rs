@@ -246,8 +246,7 @@ fn serve(body: Vec<u8>) -> String {
 
 /// The first `n` tickers of the recorded Coinpaprika response, if the shared data is there.
 fn recorded_tickers(n: usize) -> Option<Vec<u8>> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/data/coinpaprika-samples/v1_tickers_2019-09-06.json.gz");
+    let path = strata::sdk::shared_data::path("coinpaprika-samples/v1_tickers_2019-09-06.json.gz");
     let gz = std::fs::read(&path).ok()?;
     let mut body = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut body).unwrap();

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use strata::Store;
 use strata::generate::{GenConfig, Generator};
 use strata::plugin::{CallErrorKind, CodecPlugin, Limits, Plugin, PluginRef, Runtime};
-use strata::tiering::{MoveReport, Options, Plan, TierDef};
+use strata::tiering::{MoveReport, Plan, PluginOptions, TierDef};
 use strata_plugin_sdk::Batch;
 use strata_tests::guests;
 
@@ -246,19 +246,23 @@ fn limited() -> Runtime {
     })
 }
 
-fn opts(pairs: &[(&str, &str)]) -> Options {
+fn opts(pairs: &[(&str, &str)]) -> PluginOptions {
     pairs
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
 
-fn mode(m: &str) -> Options {
+fn mode(m: &str) -> PluginOptions {
     opts(&[("mode", m)])
 }
 
 /// Hot (keeps 30 days) → warm (keeps forever, 30-day segments in `buckets` coin buckets).
-fn defs(policy: (PluginRef, Options), codec: (PluginRef, Options), buckets: u32) -> Vec<TierDef> {
+fn defs(
+    policy: (PluginRef, PluginOptions),
+    codec: (PluginRef, PluginOptions),
+    buckets: u32,
+) -> Vec<TierDef> {
     vec![
         TierDef {
             name: "hot".into(),
@@ -279,12 +283,12 @@ fn defs(policy: (PluginRef, Options), codec: (PluginRef, Options), buckets: u32)
     ]
 }
 
-fn builtin(name: &str, o: Options) -> (PluginRef, Options) {
+fn builtin(name: &str, o: PluginOptions) -> (PluginRef, PluginOptions) {
     (PluginRef::parse(name), o)
 }
 
 /// The built-in daily `sample` policy.
-fn daily_sample() -> (PluginRef, Options) {
+fn daily_sample() -> (PluginRef, PluginOptions) {
     builtin("sample", opts(&[("every", "1d")]))
 }
 
@@ -886,21 +890,21 @@ fn plugins_draw_no_fresh_randomness() {
 // ---------------------------------------------------------------------------------------------
 // Retention policies: the host decides what may move
 
-fn hostile_policy(fx: &Fixture, m: &str) -> (PluginRef, Options) {
+fn hostile_policy(fx: &Fixture, m: &str) -> (PluginRef, PluginOptions) {
     (
         fx.plugin("hostile-policy.wasm", guests::HOSTILE_POLICY),
         mode(m),
     )
 }
 
-fn hostile_rollup(fx: &Fixture, m: &str) -> (PluginRef, Options) {
+fn hostile_rollup(fx: &Fixture, m: &str) -> (PluginRef, PluginOptions) {
     (
         fx.plugin("hostile-rollup.wasm", guests::HOSTILE_ROLLUP),
         mode(m),
     )
 }
 
-fn jsonl_gzip() -> (PluginRef, Options) {
+fn jsonl_gzip() -> (PluginRef, PluginOptions) {
     builtin("jsonl-gzip", vec![])
 }
 

@@ -79,6 +79,10 @@ pub const SDK_FILES: &[(&str, &str)] = &[
         include_str!("../../../plugins/sdk/src/options.rs"),
     ),
     (
+        "src/shared_data.rs",
+        include_str!("../../../plugins/sdk/src/shared_data.rs"),
+    ),
+    (
         "src/testing.rs",
         include_str!("../../../plugins/sdk/src/testing.rs"),
     ),

@@ -333,7 +333,7 @@ impl Store {
             newest_first,
             limit,
         };
-        read_hot(&self.conn, self.recent_rows > 0, id, &range, out)
+        hot_read_on(&self.conn, self.recent_rows > 0, id, &range, out)
     }
 }
 
@@ -368,7 +368,7 @@ fn hot_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<HotRow> {
     Ok((r.get(0)?, values, rank))
 }
 
-/// Which hot rows of a coin [`read_hot`] reads.
+/// Which hot rows of a coin [`hot_read_on`] reads.
 pub(crate) struct HotRange {
     pub from: i64,
     pub to: i64,
@@ -378,7 +378,7 @@ pub(crate) struct HotRange {
 
 /// [`Store::hot_read`] on any connection to the store's database (a transition reads on a
 /// second one, on its own thread); `recent`: whether `hot_recent` may hold rows.
-pub(crate) fn read_hot(
+pub(crate) fn hot_read_on(
     conn: &rusqlite::Connection,
     recent: bool,
     id: i64,

@@ -7,19 +7,9 @@ use strata_plugin_sdk::{Batch, CoinDict, Row};
 
 use super::*;
 
-/// A shared data file (`../shared/data/...` beside the repository), or `None` with a note
-/// when this checkout has no shared data.
+/// A shared data file, or `None` with a note when this checkout has no shared data.
 pub(crate) fn shared(rel: &str) -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data")).join(rel);
-    if p.exists() {
-        Some(p)
-    } else {
-        eprintln!(
-            "skipping: {} not found (shared data sets absent)",
-            p.display()
-        );
-        None
-    }
+    strata_plugin_sdk::shared_data::find(rel)
 }
 
 fn reader(text: &str, name: &str, format: Format, opts: &ReadOptions) -> Result<Reader> {

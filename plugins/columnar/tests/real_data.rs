@@ -9,9 +9,7 @@ use strata_codec_columnar::Columnar;
 use strata_plugin_sdk::{Batch, decode_checked, encode_checked};
 
 fn shared(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/coinpaprika-samples")
-        .join(file)
+    strata_plugin_sdk::shared_data::path(&format!("coinpaprika-samples/{file}"))
 }
 
 #[test]

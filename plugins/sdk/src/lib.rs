@@ -18,6 +18,7 @@ pub mod bucket;
 mod error;
 pub mod market_csv;
 mod options;
+pub mod shared_data;
 
 #[cfg(feature = "gzip")]
 pub mod gzip;

@@ -235,18 +235,16 @@ pub fn assert_rejects_damage(codec: &dyn Codec, batch: &Batch, opts: &[(&str, &s
 }
 
 /// The real data set the speed figures in codec docs refer to: CoinGecko daily history of 1010
-/// coins, 1,143,478 rows, as a path under the shared data directory that sits beside the
-/// repository (`../shared/data/`, see the set's SOURCE.md). [`real_data_path`] resolves it.
+/// coins, 1,143,478 rows, as a path under the shared data directory ([`crate::shared_data`]).
+/// [`real_data_path`] resolves it.
 pub const REAL_DATA: &str = "coingecko-daily-1010coins/coins_daily_2013-04-28_2025-07-14.csv.gz";
 
-/// Where [`REAL_DATA`] is read from: `STRATA_BENCH_DATA` when set, else the shared data
-/// directory beside the repository this SDK was built in.
+/// Where [`REAL_DATA`] is read from: `STRATA_BENCH_DATA` (another CSV of the same layout) when
+/// set, else its place in the shared data directory.
 pub fn real_data_path() -> std::path::PathBuf {
     match std::env::var_os("STRATA_BENCH_DATA") {
         Some(p) => p.into(),
-        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/data")
-            .join(REAL_DATA),
+        None => crate::shared_data::path(REAL_DATA),
     }
 }
 

@@ -84,7 +84,7 @@ pub(super) fn read_hot_groups(
                 for (_, key, id) in coins.iter().skip(r).step_by(HOT_READERS) {
                     let mut piece = Batch::default();
                     piece.coins.push(key.clone());
-                    let read = crate::hot::read_hot(&conn, recent, *id, range, &mut piece);
+                    let read = crate::hot::hot_read_on(&conn, recent, *id, range, &mut piece);
                     let failed = read.is_err();
                     // A closed channel: the transition stopped.
                     if piece_tx.send(read.map(|()| piece)).is_err() || failed {

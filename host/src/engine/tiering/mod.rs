@@ -52,7 +52,7 @@ mod read;
 mod write;
 
 use hot_read::{GROUP_ROWS, Group, read_hot_groups};
-pub use model::{DAY_MS, Options, Plan, PlanTier, TierDef, tiers_from_policy};
+pub use model::{DAY_MS, Plan, PlanTier, PluginOptions, TierDef, tiers_from_policy};
 use write::{Piece, check_written, encode_and_write, sync_pieces};
 
 /// What one transition (source tier → destination tier) did or, in a dry run, would do.

@@ -7,8 +7,9 @@ use anyhow::{Context, Result, bail};
 
 use crate::plugin::{CodecPlugin, PluginRef, PolicyPlugin, Runtime};
 
-/// Plugin options, as in a policy file.
-pub type Options = Vec<(String, String)>;
+/// A plugin's options as a policy file gives them (key, value as text); the SDK parses them into
+/// its `Options` inside the plugin.
+pub type PluginOptions = Vec<(String, String)>;
 
 /// One tier as the engine needs it (the fields of a policy file's tier).
 #[derive(Clone, Debug)]
@@ -17,9 +18,9 @@ pub struct TierDef {
     /// Rows older than `now - keep` (ms) move to the next tier; `None` = forever.
     pub keep: Option<i64>,
     /// `None` only for the hot tier.
-    pub retention: Option<(PluginRef, Options)>,
+    pub retention: Option<(PluginRef, PluginOptions)>,
     /// `None` only for the hot tier.
-    pub codec: Option<(PluginRef, Options)>,
+    pub codec: Option<(PluginRef, PluginOptions)>,
     /// Segment time window, ms.
     pub window: i64,
     /// Coin buckets per window.
@@ -29,13 +30,13 @@ pub struct TierDef {
 /// A tier with its plugins loaded.
 pub struct PlanTier {
     pub def: TierDef,
-    pub retention: Option<(PolicyPlugin, Options)>,
-    pub codec: Option<(Rc<CodecPlugin>, Options)>,
+    pub retention: Option<(PolicyPlugin, PluginOptions)>,
+    pub codec: Option<(Rc<CodecPlugin>, PluginOptions)>,
 }
 
 impl PlanTier {
     /// The codec and its options (a tier after hot always has one: see [`Plan::load`]).
-    pub(super) fn codec_ref(&self) -> (&CodecPlugin, &Options) {
+    pub(super) fn codec_ref(&self) -> (&CodecPlugin, &PluginOptions) {
         let (codec, opts) = self.codec.as_ref().expect("checked by Plan::load");
         (codec, opts)
     }
@@ -47,8 +48,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Loads every tier's plugins and checks the plan's shape: the first tier is the hot tier
-    /// (no plugins), every other tier has both, keeps grow colder, only the last keeps forever.
+    /// Loads every tier's plugins and checks the plan's shape by the policy file's rules
+    /// ([`crate::policy::check_shape`]): the first tier is the hot tier (no plugins), every
+    /// other tier has both, keeps grow colder, only the last keeps forever.
     pub fn load(rt: &Runtime, defs: &[TierDef]) -> Result<Plan> {
         Plan::load_with(rt, defs, &|i, what| {
             format!("tier `{}`: {what}", defs[i].name)
@@ -102,40 +104,25 @@ impl Plan {
         if defs.len() < 2 {
             bail!("a policy needs the hot tier and at least one more");
         }
+        let shapes: Vec<crate::policy::Shape<'_>> = defs
+            .iter()
+            .map(|d| crate::policy::Shape {
+                name: &d.name,
+                keep: d.keep,
+                retention: d.retention.is_some(),
+                codec: d.codec.is_some(),
+                segment: false,
+            })
+            .collect();
+        if let Err(e) = crate::policy::check_shape(&shapes) {
+            bail!("{}", e.message);
+        }
         let mut tiers = Vec::new();
         for (i, d) in defs.iter().enumerate() {
-            if i == 0 && (d.retention.is_some() || d.codec.is_some()) {
-                bail!(
-                    "tier `{}`: the hot tier has no retention or codec plugin",
-                    d.name
-                );
-            }
-            if i > 0 && (d.retention.is_none() || d.codec.is_none()) {
-                bail!(
-                    "tier `{}`: needs both a retention and a codec plugin",
-                    d.name
-                );
-            }
-            if i + 1 < defs.len() && d.keep.is_none() {
-                bail!(
-                    "tier `{}`: only the last tier may keep rows forever",
-                    d.name
-                );
-            }
             if i > 0 && (d.window <= 0 || d.coin_buckets == 0) {
                 bail!(
                     "tier `{}`: segment window and coin buckets must be positive",
                     d.name
-                );
-            }
-            if i > 0
-                && let (Some(prev), Some(k)) = (defs[i - 1].keep, d.keep)
-                && k <= prev
-            {
-                bail!(
-                    "tier `{}`: keep ({k} ms) must be longer than tier `{}`'s ({prev} ms)",
-                    d.name,
-                    defs[i - 1].name
                 );
             }
             let retention = match &d.retention {

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, Result, bail};
 use strata_plugin_sdk::Batch;
 
-use super::{Options, cores, parallel_map};
+use super::{PluginOptions, cores, parallel_map};
 use crate::plugin::CodecPlugin;
 use crate::segment;
 use crate::segment_store::SegmentStore;
@@ -31,7 +31,7 @@ pub(super) struct Piece {
 /// every piece not yet started is then skipped ([`Skipped`]), so a failing plugin costs one
 /// call's time limit, not one per piece.
 pub(super) fn encode_and_write(
-    (codec, copts): (&CodecPlugin, &Options),
+    (codec, copts): (&CodecPlugin, &PluginOptions),
     segs: &dyn SegmentStore,
     pieces: &[Piece],
     abort: &AtomicBool,
@@ -64,7 +64,11 @@ pub(super) fn encode_and_write(
 }
 
 /// Encodes a piece and checks that a fresh instance decodes the bytes back into its rows.
-pub(super) fn encode_checked(codec: &CodecPlugin, copts: &Options, p: &Piece) -> Result<Vec<u8>> {
+pub(super) fn encode_checked(
+    codec: &CodecPlugin,
+    copts: &PluginOptions,
+    p: &Piece,
+) -> Result<Vec<u8>> {
     let bytes = codec.encode(&p.batch, copts)?;
     let raw = crate::plugin::batch_raw_bytes(&p.batch);
     let back = codec
