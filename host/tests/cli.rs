@@ -58,6 +58,10 @@ fn ingest_tier_query_verify_and_detect_corruption() {
     stdout(&strata(&data, &["tier", "--now", "2024-04-05"]));
     let stats = stdout(&strata(&data, &["stats"]));
     assert!(stats.contains("warm"), "{stats}");
+    assert!(
+        stats.contains("\ndisk: ") && stats.contains("free pages"),
+        "{stats}"
+    );
     let q = stdout(&strata(
         &data,
         &[

@@ -624,6 +624,58 @@ fn ingest_and_tier_ingests_a_chunk_and_moves_what_is_due() {
     );
 }
 
+/// `disk_usage` reports what the data directory holds, measured here from the filesystem: the
+/// database file and its WAL, and every file under `segments/`; after rows leave the hot tier
+/// the free list holds their pages.
+#[test]
+fn disk_usage_is_what_the_filesystem_holds() {
+    let Small {
+        start,
+        mut generator,
+        meta,
+        plan,
+        dir,
+        mut store,
+        ..
+    } = Small::new(5, 45, 4);
+    let mut all = Batch::default();
+    while let Some(b) = generator.next_batch() {
+        all.extend_from(&b);
+    }
+    let chunk = strata::source::Chunk {
+        batch: all,
+        coins: meta,
+        errors: vec![],
+    };
+    store
+        .ingest_and_tier(chunk, &plan, start + 45 * DAY)
+        .unwrap();
+    let u = store.disk_usage().unwrap();
+    let len = |p: std::path::PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(u.db_file, len(dir.path().join("strata.db")));
+    assert_eq!(u.wal_file, len(dir.path().join("strata.db-wal")));
+    fn walk(p: &std::path::Path) -> u64 {
+        std::fs::read_dir(p)
+            .map(|d| {
+                d.map(|e| {
+                    let e = e.unwrap();
+                    if e.file_type().unwrap().is_dir() {
+                        walk(&e.path())
+                    } else {
+                        e.metadata().unwrap().len()
+                    }
+                })
+                .sum()
+            })
+            .unwrap_or(0)
+    }
+    let segs = walk(&dir.path().join("segments"));
+    assert!(segs > 0);
+    assert_eq!(u.segment_files, segs);
+    assert!(u.free_pages > 0 && u.free_pages < u.db_file, "{u:?}");
+    assert_eq!(u.total(), u.db_file + u.wal_file + segs);
+}
+
 /// A small generated market, an empty store on the in-test tiers, and the model beside it.
 struct Small {
     start: i64,

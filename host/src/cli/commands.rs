@@ -398,6 +398,7 @@ pub(crate) fn bench(g: &Global, a: BenchArgs) -> Result<ExitCode> {
 pub(crate) fn stats(g: &Global) -> Result<ExitCode> {
     let store = open_store(g)?;
     print!("{}", strata::verify::stats_table(&store.stats()?));
+    println!("{}", store.disk_usage()?.line());
     Ok(ExitCode::SUCCESS)
 }
 

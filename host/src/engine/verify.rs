@@ -63,6 +63,40 @@ pub fn stats_table(stats: &[TierStats]) -> String {
     out
 }
 
+/// What the data directory holds on disk, beside the catalog's logical bytes ([`TierStats`]):
+/// SQLite does not give freed pages back to the filesystem, so after rows move to colder tiers
+/// the database file can be much larger than the hot tier's share of it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    /// The SQLite database file.
+    pub db_file: u64,
+    /// Its write-ahead log.
+    pub wal_file: u64,
+    /// Bytes of the database file on SQLite's free list (held, reused, not returned).
+    pub free_pages: u64,
+    /// Everything under `segments/` in the segment store, as listed there.
+    pub segment_files: u64,
+}
+
+impl DiskUsage {
+    pub fn total(&self) -> u64 {
+        self.db_file + self.wal_file + self.segment_files
+    }
+
+    /// One line for `strata stats`.
+    pub fn line(&self) -> String {
+        let mb = |b: u64| b as f64 / 1e6;
+        format!(
+            "disk: {:.1} MB in all = database {:.1} MB (of it {:.1} MB free pages) + WAL {:.1} MB + segment files {:.1} MB",
+            mb(self.total()),
+            mb(self.db_file),
+            mb(self.free_pages),
+            mb(self.wal_file),
+            mb(self.segment_files)
+        )
+    }
+}
+
 /// One problem `verify` found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fault {
@@ -130,6 +164,30 @@ impl Store {
         rest.sort_by_key(|t| std::cmp::Reverse(t.newest));
         out.extend(rest);
         Ok(out)
+    }
+
+    /// What the data directory really holds: database file, WAL, free pages, segment files.
+    pub fn disk_usage(&self) -> Result<DiskUsage> {
+        let len = |p: std::path::PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        let db = self.db_path();
+        let mut wal = db.clone().into_os_string();
+        wal.push("-wal");
+        let free_pages: i64 = self.conn.query_row(
+            "SELECT freelist_count * page_size FROM pragma_freelist_count, pragma_page_size",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(DiskUsage {
+            db_file: len(db),
+            wal_file: len(wal.into()),
+            free_pages: free_pages as u64,
+            segment_files: self
+                .segments
+                .list("segments/")?
+                .iter()
+                .map(|l| l.size)
+                .sum(),
+        })
     }
 
     /// Checks everything; `faults` is empty on a sound store.
