@@ -41,8 +41,8 @@ pub mod source;
 pub mod tools;
 
 pub use engine::{
-    catalog, collect, components, crash, hot, ingest, latest, query, schema, segment,
-    segment_store, store, tiering, verify,
+    backup, bucket, catalog, collect, components, crash, hot, ingest, latest, locations, query,
+    schema, segment, segment_store, store, tiering, verify,
 };
 pub use plugin::roundtrip;
 pub use tools::{bench, compare, demo, generate, plan};

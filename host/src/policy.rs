@@ -63,6 +63,37 @@ pub struct Tier {
     /// `None` only for the hot tier, which is SQLite.
     pub codec: Option<PluginSpec>,
     pub segment: SegmentSpec,
+    /// Where the tier's segments live: `None` for the data directory, else a bucket URL
+    /// (`s3://bucket/prefix`, checked by [`BucketUrl`](crate::bucket::BucketUrl)).
+    pub store: Option<String>,
+    /// The bucket's storage class, for `strata plan`'s prices (the bucket's lifecycle rules
+    /// decide the real one).
+    pub storage_class: StorageClass,
+}
+
+/// Where a tier's bytes are priced: the local disk, or a bucket's storage class.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StorageClass {
+    /// The data directory's disk.
+    #[default]
+    Local,
+    /// S3 Standard and its peers.
+    Standard,
+    /// S3 Standard-IA and its peers (cheaper to keep, a fee per GB read).
+    Infrequent,
+    /// Glacier-class storage (cheapest to keep, slow and costly to read).
+    Archive,
+}
+
+impl StorageClass {
+    pub fn name(self) -> &'static str {
+        match self {
+            StorageClass::Local => "local",
+            StorageClass::Standard => "standard",
+            StorageClass::Infrequent => "infrequent",
+            StorageClass::Archive => "archive",
+        }
+    }
 }
 
 /// How a segment-based tier partitions its data.
@@ -109,6 +140,9 @@ struct RawTier {
     retention: Option<Spanned<RawPlugin>>,
     codec: Option<Spanned<RawPlugin>>,
     segment: Option<Spanned<RawSegment>>,
+    store: Option<Spanned<String>>,
+    #[serde(rename = "storage-class")]
+    storage_class: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -246,12 +280,43 @@ pub fn parse(text: &str, origin: &str) -> Result<Policy> {
                 segment.coin_buckets = v as u32;
             }
         }
+        let store = match &t.store {
+            Some(u) if tiers.is_empty() => bail!(
+                "{}: the hot tier lives in the data directory's database; `store` is for later tiers",
+                loc.of(u)
+            ),
+            Some(u) => {
+                crate::bucket::BucketUrl::parse(u.get_ref())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", loc.of(u)))?;
+                Some(u.get_ref().trim_end_matches('/').to_string())
+            }
+            None => None,
+        };
+        let storage_class = match (&t.storage_class, &store) {
+            (None, None) => StorageClass::Local,
+            (None, Some(_)) => StorageClass::Standard,
+            (Some(c), None) => bail!(
+                "{}: `storage-class` needs a `store` (a bucket URL)",
+                loc.of(c)
+            ),
+            (Some(c), Some(_)) => match c.get_ref().as_str() {
+                "standard" => StorageClass::Standard,
+                "infrequent" => StorageClass::Infrequent,
+                "archive" => StorageClass::Archive,
+                other => bail!(
+                    "{}: storage-class `{other}` is not one of standard, infrequent, archive",
+                    loc.of(c)
+                ),
+            },
+        };
         tiers.push(Tier {
             name,
             keep,
             retention,
             codec,
             segment,
+            store,
+            storage_class,
         });
     }
     let shapes: Vec<Shape<'_>> = tiers
@@ -529,6 +594,35 @@ codec = { plugin = "jsonl-gzip" }
             "",
         ));
         assert!(e.contains("tier `warm` needs `retention"), "{e}");
+    }
+
+    #[test]
+    fn a_tier_may_live_in_a_bucket() {
+        let text = GOOD.replace(
+            "codec = { plugin = \"jsonl-gzip\" }\n",
+            "codec = { plugin = \"jsonl-gzip\" }\nstore = \"s3://my-bucket/strata/\"\nstorage-class = \"archive\"\n",
+        );
+        let p = parse(&text, "p.toml").unwrap();
+        assert_eq!(p.tiers[2].store.as_deref(), Some("s3://my-bucket/strata"));
+        assert_eq!(p.tiers[2].storage_class, StorageClass::Archive);
+        assert_eq!(p.tiers[1].store, None);
+        assert_eq!(p.tiers[1].storage_class, StorageClass::Local);
+        let e = err(&text.replace("s3://my-bucket/strata/", "s3://KEY:SECRET@my-bucket"));
+        let line = text.lines().position(|l| l.starts_with("store")).unwrap() + 1;
+        assert!(e.starts_with(&format!("p.toml:{line}:")), "{e}");
+        assert!(!e.contains("SECRET"), "{e}");
+        let e = err(&text.replace("\"archive\"\n", "\"glacier\"\n"));
+        assert!(e.contains("storage-class `glacier`"), "{e}");
+        let e = err(&GOOD.replace("keep = \"30d\"", "keep = \"30d\"\nstore = \"s3://abc/x\""));
+        assert!(
+            e.contains("the hot tier lives in the data directory"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace(
+            "segment = { window",
+            "storage-class = \"standard\"\nsegment = { window",
+        ));
+        assert!(e.contains("`storage-class` needs a `store`"), "{e}");
     }
 
     #[test]

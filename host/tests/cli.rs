@@ -394,3 +394,80 @@ fn rollup_policy_stores_daily_ohlc_that_queries_return() {
     }
     assert!(stdout(&strata(&data, &["verify"])).contains(" 0 faults"));
 }
+
+/// `strata plan` prices each tier where its policy keeps it: the local disk, or its bucket's
+/// storage class.
+#[test]
+fn plan_prices_each_tier_where_it_lives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = tmp.path().join("p.toml");
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/all-columnar.toml"),
+    )
+    .unwrap()
+    .replace(
+        "segment = { window = \"1826d\", coin-buckets = 1 }",
+        "segment = { window = \"1826d\", coin-buckets = 1 }\nstore = \"s3://archive-bucket/strata\"\nstorage-class = \"archive\"",
+    );
+    std::fs::write(&policy, text).unwrap();
+    let o = strata(
+        &tmp.path().join("data"),
+        &[
+            "plan",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--coins",
+            "100",
+            "--json",
+        ],
+    );
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let tiers = plan["tiers"].as_array().unwrap();
+    let class: Vec<&str> = tiers
+        .iter()
+        .map(|t| t["price_class"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        class,
+        ["local-ssd", "local-ssd", "local-ssd", "object-archive"]
+    );
+    assert_eq!(tiers[3]["location"], "s3://archive-bucket/strata");
+    let price = |k: &str| {
+        plan["monthly_cost"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p[0] == k)
+            .unwrap()[1]
+            .as_f64()
+            .unwrap()
+    };
+    let total: f64 = plan["total_by_year"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .as_f64()
+        .unwrap();
+    // Each tier's cost is its final-year bytes at its class's price, and they add up.
+    let mut sum = 0.0;
+    for t in tiers {
+        let bytes = t["bytes_by_year"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .as_f64()
+            .unwrap();
+        let class = t["price_class"].as_str().unwrap();
+        let per_gb = price(class) / (total / 1e9);
+        let cost = t["monthly_cost"].as_f64().unwrap();
+        assert!((cost - bytes / 1e9 * per_gb).abs() < 1e-9, "{t}");
+        sum += cost;
+    }
+    assert!((plan["policy_monthly_cost"].as_f64().unwrap() - sum).abs() < 1e-9);
+    assert!(
+        sum < price("local-ssd"),
+        "an archive tier must cost less than all-local"
+    );
+}

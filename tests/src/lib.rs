@@ -5,6 +5,8 @@ use std::sync::OnceLock;
 
 use strata::plugin::{Runtime, RuntimeConfig};
 
+pub mod s3_server;
+
 /// The components under `tests/guests/`, built by `build.rs`.
 pub mod guests {
     include!(concat!(env!("OUT_DIR"), "/guests.rs"));

@@ -54,6 +54,7 @@ fn a_store_reads_what_a_deleted_wasm_file_wrote() {
             codec: None,
             window: 0,
             coin_buckets: 0,
+            store: String::new(),
         },
         TierDef {
             name: "warm".into(),
@@ -65,6 +66,7 @@ fn a_store_reads_what_a_deleted_wasm_file_wrote() {
             )),
             window: 30 * DAY,
             coin_buckets: 2,
+            store: String::new(),
         },
     ];
     let want: Vec<_> = {

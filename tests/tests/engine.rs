@@ -77,6 +77,11 @@ fn tiers() -> Vec<ModelTier> {
 }
 
 fn plan() -> Plan {
+    plan_storing_cold_in("")
+}
+
+/// The plan with cold and archive segments at `store` (`""`: the data directory).
+fn plan_storing_cold_in(store: &str) -> Plan {
     let defs: Vec<TierDef> = tiers()
         .iter()
         .enumerate()
@@ -98,6 +103,7 @@ fn plan() -> Plan {
                 codec: (i > 0).then(|| (PluginRef::parse("jsonl-gzip"), vec![])),
                 window: t.window,
                 coin_buckets: t.buckets,
+                store: if i >= 2 { store.into() } else { String::new() },
             }
         })
         .collect();
@@ -348,7 +354,109 @@ fn ingest_tier_query_against_model_with_segments_in_memory() {
     assert_eq!(on_disk, 0, "segment files on disk");
 }
 
+/// The same run with cold and archive in a bucket of a real S3 server on loopback (`s3s-fs`,
+/// which checks signatures): every query answer crosses tiers in two places, and verify reads
+/// every object back.
+#[test]
+fn ingest_tier_query_against_model_with_cold_and_archive_in_a_bucket() {
+    let Some(server) = strata_tests::s3_server::S3Server::start(&["strata-e2e"]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = "s3://strata-e2e/stores/model";
+    let options = StoreOptions {
+        bucket_settings: server.settings(),
+        ..Default::default()
+    };
+    run_with(dir.path(), options.clone(), &plan_storing_cold_in(url));
+    let keys = server.keys("strata-e2e", "stores/model/segments");
+    let store = Store::open_with(dir.path(), options).unwrap();
+    store.set_runtime(runtime().clone());
+    let segs = store.segments().unwrap();
+    let in_bucket: Vec<String> = segs
+        .iter()
+        .filter(|s| s.store == url)
+        .map(|s| format!("stores/model/{}", s.path))
+        .collect();
+    assert!(segs.iter().any(|s| s.tier == "archive" && s.store == url));
+    assert!(segs.iter().all(|s| (s.store == url) == (s.tier != "warm")));
+    let mut want = in_bucket.clone();
+    want.sort();
+    assert_eq!(
+        keys, want,
+        "the bucket holds exactly the catalog's cold and archive segments"
+    );
+    let report = store.verify().unwrap();
+    assert!(report.faults.is_empty(), "{:?}", report.faults);
+    let coins: Vec<String> = (0..10).map(|i| format!("coin-{i:05}")).collect();
+    let answers: Vec<_> = coins
+        .iter()
+        .map(|c| store.query(c, i64::MIN, i64::MAX).unwrap())
+        .collect();
+    drop(store);
+
+    // With the read cache: answers unchanged, objects kept locally within the bound, and a
+    // damaged cached copy is dropped and read again from the bucket.
+    let bound = 64 << 10;
+    let store = Store::open_with(
+        dir.path(),
+        StoreOptions {
+            bucket_settings: server.settings(),
+            bucket_cache_bytes: bound,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    store.set_runtime(runtime().clone());
+    for _ in 0..2 {
+        for (c, want) in coins.iter().zip(&answers) {
+            let a = store.query(c, i64::MIN, i64::MAX).unwrap();
+            assert!(a.rows.bit_eq(&want.rows) && a.tier == want.tier, "{c}");
+        }
+    }
+    let cached = files(&dir.path().join("cache"));
+    assert!(!cached.is_empty(), "nothing was cached");
+    let held: u64 = cached
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(
+        held <= bound,
+        "the cache holds {held} bytes, over its bound {bound}"
+    );
+    for p in &cached {
+        std::fs::write(p, b"damaged").unwrap();
+    }
+    for (c, want) in coins.iter().zip(&answers) {
+        let a = store.query(c, i64::MIN, i64::MAX).unwrap();
+        assert!(a.rows.bit_eq(&want.rows), "{c} after the cache was damaged");
+    }
+}
+
+fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
 fn run_against_model(dir: &std::path::Path, segment_store: Option<Arc<MemSegmentStore>>) {
+    let options = StoreOptions {
+        segment_store: segment_store.map(|s| s as Arc<dyn SegmentStore>),
+        ..Default::default()
+    };
+    run_with(dir, options, &plan());
+}
+
+fn run_with(dir: &std::path::Path, options: StoreOptions, plan: &Plan) {
     let coins = env_or("STRATA_E2E_COINS", 100);
     let days = env_or("STRATA_E2E_DAYS", 400);
     let cfg = GenConfig::hourly(coins, days, 42);
@@ -356,13 +464,11 @@ fn run_against_model(dir: &std::path::Path, segment_store: Option<Arc<MemSegment
     let mut generator = Generator::new(cfg);
     let meta: Vec<CoinMeta> = generator.coin_meta();
     let tiers = tiers();
-    let plan = plan();
     // Small transition read groups: every coin bucket is read and selected in several groups
     // whose survivors gather before they are written.
     let options = StoreOptions {
         transition_read_rows: 5_000,
-        segment_store: segment_store.map(|s| s as Arc<dyn SegmentStore>),
-        ..Default::default()
+        ..options
     };
     let mut store = Store::open_with(dir, options.clone()).unwrap();
     store.set_runtime(runtime().clone());
@@ -415,10 +521,10 @@ fn run_against_model(dir: &std::path::Path, segment_store: Option<Arc<MemSegment
             check(&store, &model, &tiers, "after re-ingest");
         }
         let now = start + run_day * DAY;
-        let dry = store.tier(&plan, now, true).unwrap();
+        let dry = store.tier(plan, now, true).unwrap();
         assert!(dry.iter().all(|r| r.segments_written == 0));
         check(&store, &model, &tiers, &format!("after dry run {k}"));
-        let reports = store.tier(&plan, now, false).unwrap();
+        let reports = store.tier(plan, now, false).unwrap();
         model.run(&tiers, now);
         if k == runs.len() - 1 {
             // The same `now` again: nothing left to move.

@@ -271,6 +271,7 @@ fn defs(
             codec: None,
             window: 0,
             coin_buckets: 0,
+            store: String::new(),
         },
         TierDef {
             name: "warm".into(),
@@ -279,6 +280,7 @@ fn defs(
             codec: Some(codec),
             window: 30 * DAY,
             coin_buckets: buckets,
+            store: String::new(),
         },
     ]
 }

@@ -86,8 +86,13 @@ pub(crate) enum Command {
     Latest(LatestArgs),
     /// Rows, segments, bytes and time range per tier.
     Stats,
-    /// Check checksums, the catalog against the files, and decode every segment.
-    Verify,
+    /// Check checksums, the catalog against the files and objects, and decode every segment.
+    Verify(VerifyArgs),
+    /// Copy the whole store (database snapshot, segments wherever they live, kept codecs) to a
+    /// directory or an s3:// URL; incremental, and safe while `collect` or `tier` runs.
+    Backup(BackupArgs),
+    /// Rebuild a store in --data from a backup, checking every object against its checksum.
+    Restore(RestoreArgs),
     /// Measure the engine's figures against their targets (use a release build).
     Bench(BenchArgs),
 }
@@ -358,6 +363,32 @@ pub(crate) struct TierArgs {
     pub(crate) dry_run: bool,
 }
 
+/// Arguments of `strata verify`.
+#[derive(Args)]
+pub(crate) struct VerifyArgs {
+    /// Also remove segment files and bucket objects the catalog does not name (what an
+    /// interrupted transition left); never a segment the catalog names.
+    #[arg(long)]
+    pub(crate) repair: bool,
+}
+
+/// Arguments of `strata backup`.
+#[derive(Args)]
+pub(crate) struct BackupArgs {
+    /// A directory, or s3://bucket/prefix (credentials from AWS_* environment variables).
+    pub(crate) dest: String,
+}
+
+/// Arguments of `strata restore`.
+#[derive(Args)]
+pub(crate) struct RestoreArgs {
+    /// The backup: a directory, or s3://bucket/prefix.
+    pub(crate) src: String,
+    /// A manifest key (`manifests/….json`) to restore instead of the newest.
+    #[arg(long, value_name = "KEY")]
+    pub(crate) manifest: Option<String>,
+}
+
 /// Arguments of `strata query`.
 #[derive(Args)]
 pub(crate) struct QueryArgs {
@@ -404,4 +435,9 @@ pub(crate) struct BenchArgs {
     /// Only the tier-transition and cross-tier range figures.
     #[arg(long)]
     pub(crate) transition_only: bool,
+    /// Also measure tiers and backups in this bucket (s3://bucket/prefix; credentials and
+    /// endpoint from AWS_* variables): the transition into it, a cross-tier range with cold
+    /// and archive in it, and an incremental backup to it.
+    #[arg(long, value_name = "URL")]
+    pub(crate) bucket: Option<String>,
 }

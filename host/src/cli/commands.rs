@@ -361,6 +361,7 @@ pub(crate) fn bench(g: &Global, a: BenchArgs) -> Result<ExitCode> {
         coingecko,
         dir,
         transition_only,
+        bucket,
     } = a;
     let mut cfg = if quick {
         strata::bench::BenchConfig::quick()
@@ -370,6 +371,7 @@ pub(crate) fn bench(g: &Global, a: BenchArgs) -> Result<ExitCode> {
     cfg.coingecko = coingecko;
     cfg.dir = dir;
     cfg.transition_only = transition_only;
+    cfg.bucket = bucket;
     let rt = runtime(g)?;
     let figures = strata::bench::run(&cfg, &rt, &mut |m| eprintln!("bench: {m}"))?;
     if json {
@@ -403,8 +405,13 @@ pub(crate) fn stats(g: &Global) -> Result<ExitCode> {
 }
 
 /// Check every segment against the catalog.
-pub(crate) fn verify(g: &Global) -> Result<ExitCode> {
+pub(crate) fn verify(g: &Global, a: VerifyArgs) -> Result<ExitCode> {
     let store = open_store(g)?;
+    if a.repair {
+        for k in store.repair()? {
+            println!("removed {k} (not in the catalog)");
+        }
+    }
     let rep = store.verify()?;
     for f in &rep.faults {
         println!("FAULT {f}");
@@ -420,6 +427,43 @@ pub(crate) fn verify(g: &Global) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+pub(crate) fn backup(g: &Global, a: BackupArgs) -> Result<ExitCode> {
+    let data = data_dir(g);
+    let dest = strata::backup::open_location(&a.dest, &[])?;
+    let t = std::time::Instant::now();
+    let r = strata::backup::backup(&data, &*dest, &[])?;
+    println!(
+        "backed up {} to {}: {} segments, database {} bytes; copied {} objects, {} bytes \
+         ({} already there) in {:.2} s; manifest {}",
+        data.display(),
+        dest.location(),
+        r.segments,
+        r.db_bytes,
+        r.objects_copied,
+        r.bytes_copied,
+        r.objects_present,
+        t.elapsed().as_secs_f64(),
+        r.manifest
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn restore(g: &Global, a: RestoreArgs) -> Result<ExitCode> {
+    let data = data_dir(g);
+    let src = strata::backup::open_location(&a.src, &[])?;
+    let r = strata::backup::restore(&*src, a.manifest.as_deref(), &data)?;
+    println!(
+        "restored {} from {} into {}: {} segments, {} bytes",
+        r.manifest,
+        src.location(),
+        data.display(),
+        r.segments,
+        r.bytes
+    );
+    // A restore is done when the result verifies.
+    verify(g, VerifyArgs { repair: false })
 }
 
 pub(crate) fn parse_file(

@@ -51,7 +51,9 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Latest(a) => commands::latest(g, a),
         Command::Stats => commands::stats(g),
         Command::Bench(a) => commands::bench(g, a),
-        Command::Verify => commands::verify(g),
+        Command::Verify(a) => commands::verify(g, a),
+        Command::Backup(a) => commands::backup(g, a),
+        Command::Restore(a) => commands::restore(g, a),
     }
 }
 

@@ -37,10 +37,24 @@ pub struct SegmentInfo {
     pub bytes: u64,
     /// sha256 of the file.
     pub sha256: String,
+    /// Where the segment lives: `''` for the data directory, else a bucket URL
+    /// (`s3://bucket/prefix`, see [`bucket`](crate::bucket)); `path` is its key there.
+    pub store: String,
+}
+
+impl SegmentInfo {
+    /// The segment's key, behind its bucket URL when it lives in one: how messages name it.
+    pub fn display_name(&self) -> String {
+        if self.store.is_empty() {
+            self.path.clone()
+        } else {
+            format!("{}/{}", self.store, self.path)
+        }
+    }
 }
 
 const COLS: &str = "id, tier, path, window_start, bucket, seq, codec, codec_version, codec_sha256, \
-                    options, rows, min_ts, max_ts, coins, bytes, sha256";
+                    options, rows, min_ts, max_ts, coins, bytes, sha256, store";
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SegmentInfo> {
     Ok(SegmentInfo {
@@ -60,6 +74,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SegmentInfo> {
         coins: r.get::<_, i64>(13)? as u64,
         bytes: r.get::<_, i64>(14)? as u64,
         sha256: r.get(15)?,
+        store: r.get(16)?,
     })
 }
 
@@ -107,10 +122,18 @@ impl Store {
         Ok(v)
     }
 
-    /// The next free `seq` for (tier, window, bucket).
+    /// The next free `seq` for (tier, window, bucket): above every segment there and every
+    /// seq a committed segment ever had, so a segment key is never reused, even after the
+    /// segments of a window moved on (an object store's key, once deleted, is not written
+    /// again; a put that did not commit may reuse its key, after recovery removed it).
     pub(crate) fn next_seq(&self, tier: &str, window_start: i64, bucket: u32) -> Result<u32> {
         let n: Option<i64> = self.conn.query_row(
-            "SELECT max(seq) FROM segment WHERE tier = ?1 AND window_start = ?2 AND bucket = ?3",
+            "SELECT max(m) FROM (
+               SELECT max(seq) AS m FROM segment
+                WHERE tier = ?1 AND window_start = ?2 AND bucket = ?3
+               UNION ALL
+               SELECT seq FROM segment_seq
+                WHERE tier = ?1 AND window_start = ?2 AND bucket = ?3)",
             params![tier, window_start, bucket],
             |r| r.get(0),
         )?;
@@ -119,31 +142,42 @@ impl Store {
 
     /// Adds a catalog row and its coin list (inside the caller's transaction); returns its id.
     pub(crate) fn insert_segment(&self, s: &SegmentInfo, coin_ids: &[i64]) -> Result<i64> {
-        let id: i64 = self.conn.prepare_cached(
-            "INSERT INTO segment (tier, path, window_start, bucket, seq, codec, codec_version,
-               codec_sha256, options, rows, min_ts, max_ts, coins, bytes, sha256)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) RETURNING id",
-        )?
-        .query_row(
-            params![
-                s.tier,
-                s.path,
-                s.window_start,
-                s.bucket,
-                s.seq,
-                s.codec,
-                s.codec_version,
-                s.codec_sha256,
-                s.options,
-                s.rows as i64,
-                s.min_ts,
-                s.max_ts,
-                s.coins as i64,
-                s.bytes as i64,
-                s.sha256
-            ],
-            |r| r.get(0),
-        )?;
+        let id: i64 = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO segment (tier, path, window_start, bucket, seq, codec, codec_version,
+               codec_sha256, options, rows, min_ts, max_ts, coins, bytes, sha256, store)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+             RETURNING id",
+            )?
+            .query_row(
+                params![
+                    s.tier,
+                    s.path,
+                    s.window_start,
+                    s.bucket,
+                    s.seq,
+                    s.codec,
+                    s.codec_version,
+                    s.codec_sha256,
+                    s.options,
+                    s.rows as i64,
+                    s.min_ts,
+                    s.max_ts,
+                    s.coins as i64,
+                    s.bytes as i64,
+                    s.sha256,
+                    s.store
+                ],
+                |r| r.get(0),
+            )?;
+        // The highest seq ever used, so a key is never used twice (see `next_seq`).
+        self.conn
+            .prepare_cached(
+                "INSERT INTO segment_seq (tier, window_start, bucket, seq) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO UPDATE SET seq = max(seq, excluded.seq)",
+            )?
+            .execute(params![s.tier, s.window_start, s.bucket, s.seq])?;
         let mut st = self
             .conn
             .prepare_cached("INSERT INTO segment_coin (coin, segment) VALUES (?1, ?2)")?;

@@ -3,6 +3,8 @@
 //! adds its operations to [`Store`](store::Store); `docs/design.md` states the on-disk format,
 //! the invariants and what the engine assumes of the disk.
 
+pub mod backup;
+pub mod bucket;
 pub mod catalog;
 pub mod collect;
 pub mod components;
@@ -10,6 +12,7 @@ pub mod crash;
 pub mod hot;
 pub mod ingest;
 pub mod latest;
+pub mod locations;
 pub mod query;
 pub mod schema;
 pub mod segment;

@@ -8,8 +8,9 @@ use rusqlite::types::ValueRef;
 
 /// The schema version this build reads and writes (`PRAGMA user_version`). Version 1 stored
 /// each hot value in a column of its own; opening such a store converts it (see
-/// [`migrate_v1`]).
-pub const SCHEMA_VERSION: i64 = 2;
+/// [`migrate_v1`]). Version 3 added where each segment lives (`segment.store`), the buckets a
+/// store has written to, the highest `seq` ever used and the store's id ([`migrate_v2`]).
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// The hot tier's main table (also the shape of the table that replaces it when most of its
 /// rows leave at once, see `Store::drop_hot_before`). `vals` is a row's values packed as
@@ -50,7 +51,8 @@ CREATE TABLE IF NOT EXISTS segment (
     max_ts        INTEGER NOT NULL,
     coins         INTEGER NOT NULL,
     bytes         INTEGER NOT NULL,
-    sha256        TEXT NOT NULL
+    sha256        TEXT NOT NULL,
+    store         TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS segment_tier ON segment (tier, max_ts);
 CREATE TABLE IF NOT EXISTS segment_coin (
@@ -66,7 +68,39 @@ CREATE TABLE IF NOT EXISTS watermark (
     tier TEXT PRIMARY KEY,
     cut  INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS segment_seq (
+    tier TEXT NOT NULL, window_start INTEGER NOT NULL, bucket INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (tier, window_start, bucket)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS bucket (
+    url TEXT PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('store_id', lower(hex(randomblob(16))));
 "#;
+
+/// Converts a version-2 store to version 3: segments gain `store` (`''`, the data directory,
+/// for every existing one); the new tables are created by [`SCHEMA`] after it. Idempotent.
+pub(crate) fn migrate_v2(conn: &Connection) -> Result<()> {
+    let has: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('segment') WHERE name = 'store'",
+        [],
+        |r| r.get(0),
+    )?;
+    let exists: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'segment'",
+        [],
+        |r| r.get(0),
+    )?;
+    if exists && !has {
+        conn.execute_batch("ALTER TABLE segment ADD COLUMN store TEXT NOT NULL DEFAULT ''")?;
+    }
+    Ok(())
+}
 
 /// Converts a version-1 store, whose hot tables held each value in a column of its own (NULL
 /// = NaN), to packed `vals`, in one transaction: a crash leaves version 1 to convert again.

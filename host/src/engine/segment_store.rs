@@ -63,6 +63,12 @@ pub trait SegmentStore: Send + Sync + fmt::Debug {
     /// The whole object under `key`.
     fn get(&self, key: &str) -> Result<Vec<u8>>;
 
+    /// The whole object under `key`, read from where it is kept even if a copy is cached
+    /// (`verify`, and a read whose cached copy failed its checksum).
+    fn get_fresh(&self, key: &str) -> Result<Vec<u8>> {
+        self.get(key)
+    }
+
     /// Bytes `range` of the object under `key`.
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>>;
 
@@ -75,7 +81,7 @@ pub trait SegmentStore: Send + Sync + fmt::Debug {
 }
 
 /// Refuses keys that could leave the store's root: absolute, empty parts, `.` or `..`.
-fn check_key(key: &str) -> Result<()> {
+pub(crate) fn check_key(key: &str) -> Result<()> {
     if key.is_empty()
         || key.starts_with('/')
         || key.contains('\\')

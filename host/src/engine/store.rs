@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::plugin::{CodecPlugin, Runtime, RuntimeConfig};
-use crate::schema::{HOT_RECENT_TABLE, HOT_TABLE, SCHEMA, migrate_v1};
+use crate::schema::{HOT_RECENT_TABLE, HOT_TABLE, SCHEMA, migrate_v1, migrate_v2};
 use crate::segment_store::{FsSegmentStore, SegmentStore};
 
 pub use crate::schema::SCHEMA_VERSION;
@@ -56,6 +56,12 @@ pub struct StoreOptions {
     /// Where segment bytes live ([`segment_store`](crate::segment_store)); `None` is the data
     /// directory itself ([`FsSegmentStore`]).
     pub segment_store: Option<Arc<dyn SegmentStore>>,
+    /// `AWS_*` settings for bucket stores that take precedence over the environment (see
+    /// [`BucketSegmentStore::open_with`](crate::bucket::BucketSegmentStore::open_with)).
+    pub bucket_settings: Vec<(String, String)>,
+    /// Bytes of bucket objects kept under `cache/` in the data directory after they are read
+    /// (0: none). Default: `STRATA_S3_CACHE_MIB`, else 0.
+    pub bucket_cache_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -66,6 +72,11 @@ impl Default for StoreOptions {
             mmap_bytes: 0,
             transition_read_rows: 1 << 18,
             segment_store: None,
+            bucket_settings: Vec::new(),
+            bucket_cache_bytes: std::env::var("STRATA_S3_CACHE_MIB")
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .map_or(0, |m| m << 20),
         }
     }
 }
@@ -78,8 +89,12 @@ pub struct Store {
     pub(crate) dir: PathBuf,
     pub(crate) conn: Connection,
     pub(crate) options: StoreOptions,
-    /// Where segment bytes are read and written.
+    /// Where the data directory's segment bytes are read and written (location `""`).
     pub(crate) segments: Arc<dyn SegmentStore>,
+    /// Bucket segment stores by URL, connected on first use (see [`crate::locations`]).
+    pub(crate) buckets: RefCell<HashMap<String, Arc<dyn SegmentStore>>>,
+    /// Buckets claimed and recovered since the store was opened.
+    pub(crate) claimed: RefCell<std::collections::HashSet<String>>,
     /// coin key -> id, and id -> key.
     pub(crate) coin_ids: HashMap<String, i64>,
     pub(crate) coin_keys: HashMap<i64, String>,
@@ -169,6 +184,10 @@ impl Store {
             migrate_v1(&conn)
                 .with_context(|| format!("converting {} from schema version 1", db.display()))?;
         }
+        if (1..3).contains(&version) {
+            migrate_v2(&conn)
+                .with_context(|| format!("converting {} to schema version 3", db.display()))?;
+        }
         conn.execute_batch(&format!(
             "BEGIN; {SCHEMA} {HOT_TABLE} {HOT_RECENT_TABLE} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))
@@ -196,6 +215,8 @@ impl Store {
             conn,
             options,
             segments,
+            buckets: RefCell::new(HashMap::new()),
+            claimed: RefCell::default(),
             coin_ids,
             coin_keys,
             recent_rows: recent_rows as u64,
@@ -244,16 +265,11 @@ impl Store {
     }
 
     /// Removes what an interrupted write left behind: `*.tmp` files under `segments/` and
-    /// segment files that no catalog row names. Runs at every open, under the directory lock.
+    /// segment files that no catalog row names. Runs at every open, under the directory lock,
+    /// on the data directory only: buckets are recovered before each transition into them
+    /// and by `verify --repair` ([`crate::locations`]), so opening a store needs no network.
     pub fn recover(&self) -> Result<Recovery> {
-        let mut known: std::collections::HashSet<String> = std::collections::HashSet::new();
-        {
-            let mut st = self.conn.prepare("SELECT path FROM segment")?;
-            let mut rows = st.query([])?;
-            while let Some(r) = rows.next()? {
-                known.insert(r.get(0)?);
-            }
-        }
+        let known = self.keys_at("")?;
         let mut rec = Recovery::default();
         for l in self.segments.list("segments/")? {
             if l.key.ends_with(".tmp") {

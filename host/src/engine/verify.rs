@@ -24,6 +24,8 @@ pub struct TierStats {
     pub newest: Option<i64>,
     /// Codec names (`sqlite` for the hot tier).
     pub codecs: Vec<String>,
+    /// Bucket URLs holding some of its segments (none: all in the data directory).
+    pub buckets: Vec<String>,
 }
 
 impl TierStats {
@@ -59,6 +61,10 @@ pub fn stats_table(stats: &[TierStats]) -> String {
             time(t.newest),
             t.codecs.join(",")
         );
+        if !t.buckets.is_empty() {
+            out.pop();
+            let _ = writeln!(out, " in {}", t.buckets.join(", "));
+        }
     }
     out
 }
@@ -143,6 +149,7 @@ impl Store {
             oldest,
             newest,
             codecs: vec!["sqlite".into()],
+            buckets: Vec::new(),
         }];
         let mut by_tier: BTreeMap<String, TierStats> = BTreeMap::new();
         for s in self.segments()? {
@@ -157,6 +164,9 @@ impl Store {
             t.newest = Some(t.newest.map_or(s.max_ts, |o| o.max(s.max_ts)));
             if !t.codecs.contains(&s.codec) {
                 t.codecs.push(s.codec.clone());
+            }
+            if !s.store.is_empty() && !t.buckets.contains(&s.store) {
+                t.buckets.push(s.store.clone());
             }
         }
         // Colder tiers hold older data: order by newest row, newest first.
@@ -209,28 +219,29 @@ impl Store {
         let mut known = HashSet::new();
         let mut seg_rows = 0;
         for s in &segs {
-            known.insert(s.path.clone());
+            known.insert((s.store.clone(), s.path.clone()));
+            let name = s.display_name();
             if let Err(e) = segment::check_relative(&s.path) {
-                fault(&s.path, format!("{e:#}"));
+                fault(&name, format!("{e:#}"));
                 continue;
             }
-            let bytes = match self.segments.get(&s.path) {
+            let bytes = match self.store_at(&s.store).and_then(|st| st.get_fresh(&s.path)) {
                 Ok(b) => b,
                 Err(e) => {
-                    fault(&s.path, format!("cannot read: {e:#}"));
+                    fault(&name, format!("cannot read: {e:#}"));
                     continue;
                 }
             };
             if bytes.len() as u64 != s.bytes {
                 fault(
-                    &s.path,
+                    &name,
                     format!("{} bytes, the catalog says {}", bytes.len(), s.bytes),
                 );
             }
             let sum = segment::checksum(&bytes);
             if sum != s.sha256 {
                 fault(
-                    &s.path,
+                    &name,
                     format!("sha256 {sum}, the catalog says {}", s.sha256),
                 );
                 continue;
@@ -238,7 +249,7 @@ impl Store {
             let codec = match self.codec_for(s) {
                 Ok(c) => c,
                 Err(e) => {
-                    fault(&s.path, format!("{e:#}"));
+                    fault(&name, format!("{e:#}"));
                     continue;
                 }
             };
@@ -246,21 +257,21 @@ impl Store {
             let b = match codec.decode_expecting(&bytes, None, Some(raw)) {
                 Ok(b) => b,
                 Err(e) => {
-                    fault(&s.path, format!("does not decode: {e}"));
+                    fault(&name, format!("does not decode: {e}"));
                     continue;
                 }
             };
             seg_rows += b.len() as u64;
             if b.len() as u64 != s.rows {
                 fault(
-                    &s.path,
+                    &name,
                     format!("{} rows, the catalog says {}", b.len(), s.rows),
                 );
             }
             let (lo, hi) = (b.ts.iter().min(), b.ts.iter().max());
             if (lo, hi) != (Some(&s.min_ts), Some(&s.max_ts)) {
                 fault(
-                    &s.path,
+                    &name,
                     format!(
                         "rows span {lo:?}..{hi:?}, the catalog says {}..{}",
                         s.min_ts, s.max_ts
@@ -281,7 +292,7 @@ impl Store {
             };
             if coins.len() != used.len() || coins != listed {
                 fault(
-                    &s.path,
+                    &name,
                     format!(
                         "holds {} coins, the catalog lists {} (or a coin is not in the coin table)",
                         used.len(),
@@ -292,9 +303,25 @@ impl Store {
         }
         // Files the catalog does not name (startup recovery removes them; a new one means
         // something else writes here).
-        for l in self.segments.list("segments/")? {
-            if !known.contains(&l.key) {
-                fault(&l.key, "segment file not in the catalog".into());
+        let mut locations = vec![String::new()];
+        locations.extend(self.buckets()?);
+        for loc in locations {
+            let listed = match self.store_at(&loc).and_then(|st| st.list("segments/")) {
+                Ok(l) => l,
+                Err(e) => {
+                    fault(&loc, format!("cannot list: {e:#}"));
+                    continue;
+                }
+            };
+            for l in listed {
+                if !known.contains(&(loc.clone(), l.key.clone())) {
+                    let what = if loc.is_empty() {
+                        l.key
+                    } else {
+                        format!("{loc}/{}", l.key)
+                    };
+                    fault(&what, "segment not in the catalog".into());
+                }
             }
         }
         Ok(VerifyReport {

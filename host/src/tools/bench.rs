@@ -38,6 +38,8 @@ pub struct BenchConfig {
     pub dir: Option<PathBuf>,
     /// Only the tier-transition and cross-tier range figures (skips the 13,532-coin store).
     pub transition_only: bool,
+    /// A bucket (`s3://bucket/prefix`) for the object-storage figures; none without it.
+    pub bucket: Option<String>,
 }
 
 impl BenchConfig {
@@ -51,6 +53,7 @@ impl BenchConfig {
             coingecko: None,
             dir: None,
             transition_only: false,
+            bucket: None,
         }
     }
 
@@ -64,6 +67,7 @@ impl BenchConfig {
             coingecko: None,
             dir: None,
             transition_only: false,
+            bucket: None,
         }
     }
 }
@@ -250,6 +254,103 @@ fn hot_figures(
     // Removed now, so that writing back its pages does not slow the figures that follow.
     drop(store);
     std::fs::remove_dir_all(root.join("hot"))?;
+    if let Some(url) = &cfg.bucket {
+        bucket_hot_figures(
+            cfg,
+            rt,
+            root,
+            url,
+            &history,
+            &mut generator,
+            figures,
+            progress,
+        )?;
+    }
+    Ok(())
+}
+
+/// A prefix of its own under `url` for one benchmark store (each data directory claims its
+/// prefix).
+fn bench_prefix(url: &str, what: &str) -> String {
+    format!(
+        "{}/strata-bench-{}-{what}",
+        url.trim_end_matches('/'),
+        chrono::Utc::now().timestamp_millis()
+    )
+}
+
+/// With a bucket: the shipped all-columnar policy moving the full hot tier into a warm tier in
+/// the bucket; then a backup of the store to the bucket, one hourly batch, and the incremental
+/// backup after it.
+#[allow(clippy::too_many_arguments)]
+fn bucket_hot_figures(
+    cfg: &BenchConfig,
+    rt: &Runtime,
+    root: &std::path::Path,
+    url: &str,
+    history: &Batch,
+    generator: &mut Generator,
+    figures: &mut Vec<Figure>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<()> {
+    progress("importing again for the transition into the bucket");
+    let dir = root.join("hot-bucket");
+    let mut store = Store::open(&dir)?;
+    store.set_runtime(rt.clone());
+    store.ingest(&history.sorted(), &[])?;
+    let mut defs = tiers_from_policy(&all_columnar_policy());
+    let prefix = bench_prefix(url, "warm");
+    for d in &mut defs[1..] {
+        d.store = prefix.clone();
+    }
+    let newest = history.ts.iter().copied().max().unwrap_or(0);
+    progress("tier transition of the whole hot tier into the bucket");
+    let mut fig = transition_figure(
+        &mut store,
+        &Plan::load(rt, &defs)?,
+        newest + 3_600_000 + defs[0].keep.unwrap_or(0),
+        "all coins, warm in a bucket",
+        |t| {
+            format!(
+                "{} hot rows ({} coins x {} days hourly) through the all-columnar policy with warm at {prefix}, hot -> warm in {:.2} s ({:.2} CPU s), {} segments put",
+                t.moved, cfg.hourly_coins, cfg.hot_days, t.secs, t.cpu, t.segments
+            )
+        },
+    )?;
+    fig.target = 1e6;
+    fig.prototype = None;
+    figures.push(fig);
+    // Backups: a full one, an hour of collection, then the incremental one.
+    let dest = crate::backup::open_location(&bench_prefix(url, "backup"), &[])?;
+    let b = generator.next_batch().expect("enough steps");
+    progress("backing up the store to the bucket");
+    let first = crate::backup::backup(&dir, &*dest, &[])?;
+    store.ingest(&b, &[])?;
+    store.checkpoint()?;
+    progress("incremental backup after one hourly batch");
+    let t = Instant::now();
+    let second = crate::backup::backup(&dir, &*dest, &[])?;
+    let secs = t.elapsed().as_secs_f64();
+    figures.push(Figure {
+        name: "incremental backup to a bucket after one hourly batch".into(),
+        value: secs * 1e3,
+        unit: "ms".into(),
+        target: 1000.0,
+        higher_is_better: false,
+        prototype: None,
+        scale: format!(
+            "{} coins: copied {} objects, {} bytes (of a {} byte database and {} segments; the \
+             first backup copied {} bytes)",
+            cfg.hourly_coins,
+            second.objects_copied,
+            second.bytes_copied,
+            second.db_bytes,
+            second.segments,
+            first.bytes_copied
+        ),
+    });
+    drop(store);
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
 
@@ -419,6 +520,34 @@ fn transition_figures(
         }
     }
     let store = store.expect("two transitions ran");
+    figures.push(range_figure(&store, &long, (start, end), cfg, "", 5.0)?);
+    if let Some(url) = &cfg.bucket {
+        let dir = root.join("tiers-bucket");
+        let mut s = Store::open(&dir)?;
+        s.set_runtime(rt.clone());
+        s.ingest(&sorted, &[])?;
+        let mut defs = shipped.clone();
+        let prefix = bench_prefix(url, "cold");
+        for d in &mut defs[2..] {
+            d.store = prefix.clone();
+        }
+        progress("tier transition with cold and archive in the bucket");
+        s.tier(&Plan::load(rt, &defs)?, end + 3_600_000, false)?;
+        let what = format!(", cold and archive at {prefix}");
+        figures.push(range_figure(&s, &long, (start, end), cfg, &what, 20.0)?);
+    }
+    Ok(())
+}
+
+/// One coin's full range across tiers, p50 of 50 coins.
+fn range_figure(
+    store: &Store,
+    long: &Batch,
+    (start, end): (i64, i64),
+    cfg: &BenchConfig,
+    what: &str,
+    target: f64,
+) -> Result<Figure> {
     let mut times = Vec::new();
     for i in 0..50usize {
         let coin = &long.coins[(i * 31) % long.coins.len()];
@@ -427,15 +556,20 @@ fn transition_figures(
         times.push(t.elapsed());
         std::hint::black_box(a);
     }
-    figures.push(Figure {
-        name: "one coin's full range across tiers (p50)".into(),
+    let name = if what.is_empty() {
+        "one coin's full range across tiers (p50)".to_string()
+    } else {
+        "one coin's full range across tiers, cold and archive in a bucket (p50)".to_string()
+    };
+    Ok(Figure {
+        name,
         value: pct(&mut times, 0.5).as_secs_f64() * 1e3,
         unit: "ms".into(),
-        target: 5.0,
+        target,
         higher_is_better: false,
         prototype: None,
         scale: format!(
-            "{} days, {} coins, tiers {} ",
+            "{} days, {} coins, tiers {}{what}",
             cfg.history_days,
             cfg.history_coins,
             store
@@ -445,6 +579,5 @@ fn transition_figures(
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
-    });
-    Ok(())
+    })
 }

@@ -72,6 +72,12 @@ pub struct TierPlan {
     pub bytes_per_record: f64,
     /// Bytes held at the end of each year, 1..=years.
     pub bytes_by_year: Vec<f64>,
+    /// Where the tier lives: `local` or its bucket URL.
+    pub location: String,
+    /// The price class it is charged at (`local-ssd`, `object-standard`, …).
+    pub price_class: String,
+    /// Monthly cost of the final year's bytes at that class's price, USD.
+    pub monthly_cost: f64,
 }
 
 /// A storage forecast: every tier's bytes by year and their cost (`strata plan`). Not to be
@@ -89,6 +95,19 @@ pub struct Forecast {
     pub naive_jsonl_bytes: f64,
     /// Monthly cost of the final year's total per price class.
     pub monthly_cost: Vec<(String, f64)>,
+    /// Monthly cost of the final year with each tier priced where the policy puts it, USD.
+    pub policy_monthly_cost: f64,
+}
+
+/// The price class of a tier: the local disk, or its bucket's storage class.
+pub fn price_class(tier: &Tier) -> &'static str {
+    use crate::policy::StorageClass;
+    match tier.storage_class {
+        StorageClass::Local => "local-ssd",
+        StorageClass::Standard => "object-standard",
+        StorageClass::Infrequent => "object-infrequent",
+        StorageClass::Archive => "object-archive",
+    }
 }
 
 /// Hourly-or-so timestamps over one year, for asking a retention plugin how many buckets it
@@ -124,13 +143,23 @@ pub fn plan(rt: &Runtime, policy: &Policy, sample: &Batch, opts: &PlanOptions) -
                 let held_ms = (end_age.min(y * YEAR_MS) - start_age).max(0);
                 opts.coins as f64 * rows_per_year * (held_ms as f64 / YEAR_MS as f64) * bpr
             })
-            .collect();
+            .collect::<Vec<f64>>();
+        let class = price_class(tier);
+        let price = opts
+            .prices
+            .iter()
+            .find(|(k, _)| k == class)
+            .map_or(0.0, |(_, p)| *p);
+        let monthly_cost = bytes_by_year.last().copied().unwrap_or(0.0) / 1e9 * price;
         tiers.push(TierPlan {
             tier: tier.name.clone(),
             codec,
             rows_per_coin_year: rows_per_year,
             bytes_per_record: bpr,
             bytes_by_year,
+            location: tier.store.clone().unwrap_or_else(|| "local".into()),
+            price_class: class.to_string(),
+            monthly_cost,
         });
         start_age = end_age;
     }
@@ -150,6 +179,7 @@ pub fn plan(rt: &Runtime, policy: &Policy, sample: &Batch, opts: &PlanOptions) -
             .iter()
             .map(|(k, p)| (k.clone(), last / 1e9 * p))
             .collect(),
+        policy_monthly_cost: tiers.iter().map(|t| t.monthly_cost).sum(),
         tiers,
         total_by_year,
     })
@@ -234,9 +264,16 @@ pub fn table(p: &Forecast) -> String {
         human_bytes(*p.total_by_year.last().unwrap_or(&0.0)),
         p.naive_jsonl_bytes / p.total_by_year.last().copied().unwrap_or(1.0).max(1.0)
     );
-    out += "monthly cost of the final year's data:";
+    out += "monthly cost of the final year's data, all in one class:";
     for (k, c) in &p.monthly_cost {
         out += &format!("  {k} ${c:.2}");
     }
-    out + "\n"
+    out += "\nmonthly cost where the policy keeps each tier:";
+    for t in &p.tiers {
+        out += &format!(
+            "  {} ({} at {}) ${:.2}",
+            t.tier, t.price_class, t.location, t.monthly_cost
+        );
+    }
+    out + &format!("  = ${:.2}\n", p.policy_monthly_cost)
 }

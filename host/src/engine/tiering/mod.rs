@@ -152,6 +152,13 @@ impl Store {
                     .insert(c.meta.sha256.clone(), c.clone());
             }
         }
+        if !dry_run {
+            // What an interrupted run left in any bucket goes first (local leftovers went
+            // when the store was opened).
+            for b in self.buckets()? {
+                self.claim_bucket(&b)?;
+            }
+        }
         let mut reports = Vec::new();
         for i in 0..plan.tiers.len() - 1 {
             let (src, dst) = (&plan.tiers[i], &plan.tiers[i + 1]);
@@ -214,6 +221,9 @@ impl Store {
         if !self.hot_has_rows_before(cut)? {
             return Ok(());
         }
+        if !dry_run {
+            self.claim_bucket(&dst.def.store)?;
+        }
         let buckets = dst.def.coin_buckets;
         // Coins per bucket, in key order so each group is sorted by (coin, ts).
         let mut by_bucket: Vec<Vec<(String, i64)>> = vec![Vec::new(); buckets as usize];
@@ -233,7 +243,7 @@ impl Store {
         // A writer thread encodes and writes each coin bucket's segments while this thread
         // selects the next groups: encoding and fsyncs overlap reading and selecting.
         let (wtx, wrx) = std::sync::mpsc::sync_channel::<Vec<Piece>>(1);
-        let store = self.segments.clone();
+        let store = self.store_at(&dst.def.store)?;
         let (codec, segs) = (dst.codec_ref(), &*store);
         // Set by the first failure, on either side: the others stop at their next step.
         let abort = AtomicBool::new(false);
@@ -278,8 +288,8 @@ impl Store {
             .iter()
             .flat_map(|(pieces, files)| pieces.iter().zip(files))
             .collect();
-        check_written(&*self.segments, &results, selected)?;
-        sync_pieces(&*self.segments, done.iter().flat_map(|(pieces, _)| pieces))?;
+        check_written(&*store, &results, selected)?;
+        sync_pieces(&*store, done.iter().flat_map(|(pieces, _)| pieces))?;
         for (pieces, files) in done {
             let written = self.written(dst, pieces, files, report)?;
             moved.written.extend(written);
@@ -498,6 +508,7 @@ impl Store {
                 coins: coin_ids.len() as u64,
                 bytes,
                 sha256,
+                store: dst.def.store.clone(),
             };
             out.push(Written {
                 info,
@@ -529,6 +540,9 @@ impl Store {
             dst.def.window,
             GROUP_ROWS as u64,
         );
+        if !dry_run && !groups.is_empty() {
+            self.claim_bucket(&dst.def.store)?;
+        }
         for group in groups {
             // Decode the group's source windows (on every core), later segments (higher seq)
             // winning on equal keys.
@@ -584,15 +598,12 @@ impl Store {
             if dry_run {
                 continue;
             }
-            let files = encode_and_write(
-                dst.codec_ref(),
-                &*self.segments,
-                &pieces,
-                &AtomicBool::new(false),
-            );
+            let store = self.store_at(&dst.def.store)?;
+            let files =
+                encode_and_write(dst.codec_ref(), &*store, &pieces, &AtomicBool::new(false));
             let results: Vec<_> = pieces.iter().zip(&files).collect();
-            check_written(&*self.segments, &results, Ok(()))?;
-            sync_pieces(&*self.segments, &pieces)?;
+            check_written(&*store, &results, Ok(()))?;
+            sync_pieces(&*store, &pieces)?;
             let written = self.written(dst, pieces, files, report)?;
             let t0 = std::time::Instant::now();
             self.write_txn(|s| {
@@ -607,7 +618,7 @@ impl Store {
             report.segments_removed += group.len() as u64;
             for old in &group {
                 segment::check_relative(&old.path)?;
-                self.segments.delete(&old.path)?;
+                self.store_at(&old.store)?.delete(&old.path)?;
             }
             crate::crash::point("old-files-deleted").context("removing moved segments")?;
             tracing::debug!(

@@ -25,6 +25,8 @@ pub struct TierDef {
     pub window: i64,
     /// Coin buckets per window.
     pub coin_buckets: u32,
+    /// Where its segments go: `""` for the data directory, else a bucket URL.
+    pub store: String,
 }
 
 /// A tier with its plugins loaded.
@@ -168,6 +170,7 @@ pub fn tiers_from_policy(policy: &crate::policy::Policy) -> Vec<TierDef> {
             codec: spec(&t.codec),
             window: t.segment.window,
             coin_buckets: t.segment.coin_buckets,
+            store: t.store.clone().unwrap_or_default(),
         })
         .collect()
 }

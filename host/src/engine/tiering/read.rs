@@ -3,6 +3,7 @@
 //! `verify` and transitions all read segments through it.
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use strata_plugin_sdk::Batch;
@@ -54,7 +55,7 @@ impl Store {
 
     /// Reads and decodes segment `s`, optionally only the rows of `coins`.
     pub fn read_segment(&self, s: &SegmentInfo, coins: Option<&[String]>) -> Result<Batch> {
-        read_segment_with(&*self.segments, s, &*self.codec_for(s)?, coins)
+        read_segment_with(&*self.store_at(&s.store)?, s, &*self.codec_for(s)?, coins)
     }
 }
 
@@ -81,24 +82,30 @@ impl Store {
     ) -> Vec<Result<Batch>> {
         let codecs: Vec<Result<Rc<CodecPlugin>>> =
             segments.iter().map(|s| self.codec_for(s)).collect();
+        let stores: Vec<Result<Arc<dyn SegmentStore>>> =
+            segments.iter().map(|s| self.store_at(&s.store)).collect();
         // Rc is not Sync: the threads get plain references (and errors as text).
-        type Job<'a> = (&'a SegmentInfo, Result<&'a CodecPlugin, String>);
+        type Job<'a> = (
+            &'a SegmentInfo,
+            Result<(&'a CodecPlugin, &'a dyn SegmentStore), String>,
+        );
         let jobs: Vec<Job<'_>> = segments
             .iter()
-            .zip(
-                codecs
-                    .iter()
-                    .map(|c| c.as_deref().map_err(|e| format!("{e:#}"))),
-            )
+            .zip(codecs.iter().zip(&stores).map(|(c, st)| match (c, st) {
+                (Ok(c), Ok(st)) => Ok((&**c, &**st)),
+                (Err(e), _) | (_, Err(e)) => Err(format!("{e:#}")),
+            }))
             .collect();
-        let (segs, filter) = (&*self.segments, (!coins.is_empty()).then_some(coins));
-        let read = |(s, codec): &Job<'_>| match codec {
-            Ok(codec) => read_segment_with(segs, s, codec, filter),
+        let filter = (!coins.is_empty()).then_some(coins);
+        let read = |(s, job): &Job<'_>| match job {
+            Ok((codec, segs)) => read_segment_with(*segs, s, codec, filter),
             Err(e) => Err(anyhow::anyhow!("{e}")),
         };
-        // Threads pay off only when there is real decoding to share out.
+        // Threads pay off when there is real decoding to share out, or requests to a bucket
+        // to overlap.
         let bytes: u64 = segments.iter().map(|s| s.bytes).sum();
-        if bytes < PARALLEL_READ_BYTES {
+        let remote = segments.iter().any(|s| !s.store.is_empty());
+        if bytes < PARALLEL_READ_BYTES && !remote {
             jobs.iter().map(read).collect()
         } else {
             parallel_map(&jobs, cores(), read)
@@ -114,15 +121,22 @@ pub(super) fn read_segment_with(
     coins: Option<&[String]>,
 ) -> Result<Batch> {
     segment::check_relative(&s.path)?;
-    let bytes = segs
+    let mut bytes = segs
         .get(&s.path)
-        .with_context(|| format!("reading segment {}", s.path))?;
-    let sum = segment::checksum(&bytes);
+        .with_context(|| format!("reading segment {}", s.display_name()))?;
+    let mut sum = segment::checksum(&bytes);
+    if sum != s.sha256 {
+        // A cached copy may be what is damaged: read the segment where it is kept.
+        bytes = segs
+            .get_fresh(&s.path)
+            .with_context(|| format!("reading segment {}", s.display_name()))?;
+        sum = segment::checksum(&bytes);
+    }
     if sum != s.sha256 {
         bail!(
             "segment {} is damaged: its sha256 is {sum}, the catalog says {} ({} bytes, the \
              catalog says {})",
-            s.path,
+            s.display_name(),
             s.sha256,
             bytes.len(),
             s.bytes
@@ -131,5 +145,5 @@ pub(super) fn read_segment_with(
     let raw = crate::plugin::raw_bytes(s.rows as usize, s.coins as usize, 8);
     codec
         .decode_expecting(&bytes, coins, Some(raw))
-        .with_context(|| format!("decoding segment {}", s.path))
+        .with_context(|| format!("decoding segment {}", s.display_name()))
 }

@@ -1,0 +1,463 @@
+//! `strata backup` and `strata restore`: a consistent, incremental copy of a whole store in a
+//! directory or a bucket, and a working store rebuilt from it.
+//!
+//! A backup destination holds content-addressed objects and manifests:
+//!
+//! - `objects/<sha256>`: a segment (its sha256 is the catalog's), a kept codec component, or a
+//!   64 KiB chunk of the database snapshot; written once, never overwritten, shared by every
+//!   backup at the destination, so a backup copies only what no earlier one holds;
+//! - `manifests/<ms>-<n>.json`: one backup: the store's id and schema version, the database
+//!   snapshot as its list of chunk hashes, every segment (tier, key, sha256, bytes) and every
+//!   component; and `manifests/<ms>-<n>.json.sha256`, the manifest's own sha256.
+//!
+//! Consistency while `collect` or `tier` runs (the data directory's lock is theirs; a backup
+//! does not take it): the database is copied through SQLite's online backup API in one step,
+//! which reads one snapshot; the segments are the ones that snapshot's catalog names. A
+//! transition that commits after the snapshot may delete one of them before it is copied (it
+//! only deletes segments after its own commit): then the backup starts over from a new
+//! snapshot (objects already copied stay and are not copied again).
+//!
+//! Restore reads the newest manifest (or a named one), checks the manifest against its
+//! sha256 and every object against its name before it is used, and refuses on the first one
+//! that fails, naming it. The restored store holds every segment in its own data directory
+//! (whatever bucket it came from), under a new store id, so it never claims the original's
+//! buckets.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use rusqlite::{Connection, OpenFlags};
+use serde::{Deserialize, Serialize};
+
+use crate::bucket::BucketSegmentStore;
+use crate::segment;
+use crate::segment_store::{FsSegmentStore, SegmentStore};
+use crate::store::{COMPONENTS_DIR, DB_FILE};
+
+/// Bytes of a database snapshot chunk: small enough that an hour of collection changes few of
+/// them, large enough that a 1 GB database is 16 K objects.
+pub const CHUNK_BYTES: usize = 64 << 10;
+
+/// Backups per destination are told apart by this manifest format.
+const FORMAT: u32 = 1;
+
+/// One backup.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format: u32,
+    /// When it was taken, ms UTC.
+    pub created_ms: i64,
+    /// The backed-up store's id.
+    pub store_id: String,
+    pub schema_version: i64,
+    /// The database snapshot: its length, sha256, and chunk hashes in order.
+    pub db_bytes: u64,
+    pub db_sha256: String,
+    pub db_chunks: Vec<String>,
+    pub segments: Vec<ManifestSegment>,
+    /// Kept codec components (`plugins/<sha256>.wasm` in the data directory).
+    pub components: Vec<String>,
+}
+
+/// A segment in a manifest.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ManifestSegment {
+    pub tier: String,
+    /// Where it lived (`""` the data directory) and its key there.
+    pub store: String,
+    pub path: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// What a backup did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BackupReport {
+    /// The manifest's key at the destination.
+    pub manifest: String,
+    pub segments: u64,
+    pub db_bytes: u64,
+    /// Objects and bytes written by this backup (the rest were at the destination already).
+    pub objects_copied: u64,
+    pub bytes_copied: u64,
+    pub objects_present: u64,
+    /// Times the backup started over because a segment moved while it copied.
+    pub restarts: u32,
+}
+
+/// What a restore did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RestoreReport {
+    pub manifest: String,
+    pub segments: u64,
+    pub bytes: u64,
+}
+
+/// The store behind a backup location: a bucket URL or a directory.
+pub fn open_location(
+    location: &str,
+    settings: &[(String, String)],
+) -> Result<Arc<dyn SegmentStore>> {
+    if location.starts_with("s3://") {
+        Ok(Arc::new(BucketSegmentStore::open_with(location, settings)?))
+    } else if location.contains("://") {
+        bail!("`{location}`: a backup goes to a directory or an s3:// URL")
+    } else {
+        std::fs::create_dir_all(location)
+            .with_context(|| format!("creating backup directory {location}"))?;
+        Ok(Arc::new(FsSegmentStore::new(location)))
+    }
+}
+
+fn object_key(sha256: &str) -> String {
+    format!("objects/{sha256}")
+}
+
+/// Backs up the store in `data` to `dest`. `settings` are `AWS_*` overrides for buckets (the
+/// store's and the destination's).
+pub fn backup(
+    data: &Path,
+    dest: &dyn SegmentStore,
+    settings: &[(String, String)],
+) -> Result<BackupReport> {
+    let db_path = data.join(DB_FILE);
+    if !db_path.is_file() {
+        bail!(
+            "{} is not a strata data directory (no {DB_FILE})",
+            data.display()
+        );
+    }
+    let mut copy = Copier {
+        dest,
+        present: dest.list("objects/")?.into_iter().map(|l| l.key).collect(),
+        written: Vec::new(),
+        report: BackupReport::default(),
+    };
+    let mut sources: std::collections::HashMap<String, Arc<dyn SegmentStore>> = Default::default();
+    loop {
+        let tmp = tempfile::tempdir().context("creating a temporary directory for the snapshot")?;
+        let snap = snapshot_db(&db_path, &tmp.path().join(DB_FILE))?;
+        let snap_conn = Connection::open_with_flags(&snap, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let (store_id, schema_version) = store_identity(&snap_conn)?;
+        let segments = catalog_segments(&snap_conn)?;
+        drop(snap_conn);
+        // The database, in chunks.
+        let db = std::fs::read(&snap).context("reading the database snapshot")?;
+        let mut chunks = Vec::with_capacity(db.len().div_ceil(CHUNK_BYTES));
+        for c in db.chunks(CHUNK_BYTES) {
+            let sum = segment::checksum(c);
+            copy.put(object_key(&sum), c)?;
+            chunks.push(sum);
+        }
+        // Kept components.
+        let mut components = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(data.join(COMPONENTS_DIR)) {
+            for e in rd {
+                let p = e?.path();
+                let Some(sha) = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".wasm"))
+                else {
+                    continue;
+                };
+                let bytes =
+                    std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+                if segment::checksum(&bytes) != sha {
+                    bail!("{}: its sha256 does not match its name", p.display());
+                }
+                copy.put(object_key(sha), &bytes)?;
+                components.push(sha.to_string());
+            }
+        }
+        components.sort();
+        // Segments not at the destination yet.
+        let mut vanished = None;
+        for s in &segments {
+            let key = object_key(&s.sha256);
+            if copy.present.contains(&key) {
+                copy.report.objects_present += 1;
+                continue;
+            }
+            let src = match sources.get(&s.store) {
+                Some(x) => x.clone(),
+                None => {
+                    let x: Arc<dyn SegmentStore> = if s.store.is_empty() {
+                        Arc::new(FsSegmentStore::new(data))
+                    } else {
+                        Arc::new(BucketSegmentStore::open_with(&s.store, settings)?)
+                    };
+                    sources.insert(s.store.clone(), x.clone());
+                    x
+                }
+            };
+            segment::check_relative(&s.path)?;
+            let bytes = match src.get(&s.path) {
+                Ok(b) => b,
+                Err(e) => {
+                    vanished = Some(e.context(format!("reading segment {}", s.path)));
+                    break;
+                }
+            };
+            if segment::checksum(&bytes) != s.sha256 {
+                bail!(
+                    "segment {} does not match its catalog sha256: run `strata verify`; \
+                     not backing up a damaged store",
+                    s.path
+                );
+            }
+            copy.put(key, &bytes)?;
+        }
+        if let Some(e) = vanished {
+            // Moved by a transition that committed after the snapshot, or really missing:
+            // a few fresh snapshots tell the two apart.
+            copy.report.restarts += 1;
+            if copy.report.restarts > 5 {
+                return Err(e.context("a segment stayed missing over 5 fresh snapshots"));
+            }
+            tracing::info!("a segment moved during the backup; starting over: {e:#}");
+            continue;
+        }
+        let manifest = Manifest {
+            format: FORMAT,
+            created_ms: chrono::Utc::now().timestamp_millis(),
+            store_id,
+            schema_version,
+            db_bytes: db.len() as u64,
+            db_sha256: segment::checksum(&db),
+            db_chunks: chunks,
+            segments,
+            components,
+        };
+        // Every object durable before the manifest that names them.
+        dest.sync(&copy.written.iter().map(String::as_str).collect::<Vec<_>>())?;
+        let text = serde_json::to_vec_pretty(&manifest)?;
+        let name = manifest_name(dest, manifest.created_ms)?;
+        dest.put(&name, &text)?;
+        dest.put(
+            &format!("{name}.sha256"),
+            segment::checksum(&text).as_bytes(),
+        )?;
+        let sidecar = format!("{name}.sha256");
+        dest.sync(&[name.as_str(), sidecar.as_str()])?;
+        let mut report = copy.report;
+        report.manifest = name;
+        report.segments = manifest.segments.len() as u64;
+        report.db_bytes = manifest.db_bytes;
+        report.bytes_copied += text.len() as u64;
+        return Ok(report);
+    }
+}
+
+/// Writes objects not yet at the destination, counting what it copies.
+struct Copier<'a> {
+    dest: &'a dyn SegmentStore,
+    present: HashSet<String>,
+    written: Vec<String>,
+    report: BackupReport,
+}
+
+impl Copier<'_> {
+    fn put(&mut self, key: String, bytes: &[u8]) -> Result<()> {
+        if self.present.contains(&key) {
+            self.report.objects_present += 1;
+            return Ok(());
+        }
+        self.dest
+            .put(&key, bytes)
+            .with_context(|| format!("writing {key} to {}", self.dest.location()))?;
+        self.report.objects_copied += 1;
+        self.report.bytes_copied += bytes.len() as u64;
+        self.present.insert(key.clone());
+        self.written.push(key);
+        Ok(())
+    }
+}
+
+/// A manifest key not used yet at `dest`, sorting after every earlier one.
+fn manifest_name(dest: &dyn SegmentStore, created_ms: i64) -> Result<String> {
+    let taken: HashSet<String> = dest
+        .list("manifests/")?
+        .into_iter()
+        .map(|l| l.key)
+        .collect();
+    (0..1000)
+        .map(|n| format!("manifests/{created_ms:015}-{n:03}.json"))
+        .find(|k| !taken.contains(k))
+        .context("no free manifest name")
+}
+
+/// Copies the database at `db` (live, in WAL mode) to `to` through SQLite's online backup API,
+/// in one step: one read transaction, so one consistent snapshot.
+fn snapshot_db(db: &Path, to: &Path) -> Result<PathBuf> {
+    let src = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("opening {}", db.display()))?;
+    src.busy_timeout(std::time::Duration::from_secs(30))?;
+    let mut dst = Connection::open(to)?;
+    {
+        let b = rusqlite::backup::Backup::new(&src, &mut dst)?;
+        b.run_to_completion(-1, std::time::Duration::ZERO, None)
+            .with_context(|| format!("snapshotting {}", db.display()))?;
+    }
+    // One self-contained file (no WAL beside it).
+    dst.execute_batch("PRAGMA journal_mode = DELETE;")?;
+    drop(dst);
+    Ok(to.to_path_buf())
+}
+
+fn store_identity(conn: &Connection) -> Result<(String, i64)> {
+    let id: String = conn
+        .query_row("SELECT value FROM meta WHERE key = 'store_id'", [], |r| {
+            r.get(0)
+        })
+        .context("reading the store id (is this store from an older strata? open it once)")?;
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    Ok((id, v))
+}
+
+fn catalog_segments(conn: &Connection) -> Result<Vec<ManifestSegment>> {
+    let mut st =
+        conn.prepare("SELECT tier, store, path, sha256, bytes FROM segment ORDER BY id")?;
+    let v = st
+        .query_map([], |r| {
+            Ok(ManifestSegment {
+                tier: r.get(0)?,
+                store: r.get(1)?,
+                path: r.get(2)?,
+                sha256: r.get(3)?,
+                bytes: r.get::<_, i64>(4)? as u64,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(v)
+}
+
+/// The newest manifest at `src`.
+pub fn latest_manifest(src: &dyn SegmentStore) -> Result<String> {
+    src.list("manifests/")?
+        .into_iter()
+        .map(|l| l.key)
+        .filter(|k| k.ends_with(".json"))
+        .max()
+        .with_context(|| format!("{} holds no backup (no manifests/*.json)", src.location()))
+}
+
+/// Reads and checks manifest `name` at `src`.
+pub fn read_manifest(src: &dyn SegmentStore, name: &str) -> Result<Manifest> {
+    let text = src.get(name)?;
+    let want = src
+        .get(&format!("{name}.sha256"))
+        .with_context(|| format!("manifest {name} has no checksum"))?;
+    let sum = segment::checksum(&text);
+    if sum.as_bytes() != want.trim_ascii() {
+        bail!(
+            "manifest {name} at {} fails its checksum (sha256 {sum}, {name}.sha256 says {}): \
+             not restoring from it",
+            src.location(),
+            String::from_utf8_lossy(&want).trim()
+        );
+    }
+    let m: Manifest =
+        serde_json::from_slice(&text).with_context(|| format!("manifest {name} does not parse"))?;
+    if m.format != FORMAT {
+        bail!(
+            "manifest {name} has format {}, this strata reads {FORMAT}",
+            m.format
+        );
+    }
+    Ok(m)
+}
+
+/// An object of a backup, checked against its name.
+fn get_checked(src: &dyn SegmentStore, sha256: &str, what: &str) -> Result<Vec<u8>> {
+    if !crate::components::is_sha256(sha256) {
+        bail!("{what}: `{sha256}` is not a sha256");
+    }
+    let key = object_key(sha256);
+    let bytes = src
+        .get(&key)
+        .with_context(|| format!("{what}: reading {key}"))?;
+    let sum = segment::checksum(&bytes);
+    if sum != sha256 {
+        bail!(
+            "{what}: object {key} at {} fails its checksum (its sha256 is {sum}): the backup \
+             is damaged; not restoring",
+            src.location()
+        );
+    }
+    Ok(bytes)
+}
+
+/// Rebuilds a store in `data` (which must not hold one) from manifest `name` (or the newest)
+/// at `src`. Every segment lands in the data directory.
+pub fn restore(src: &dyn SegmentStore, name: Option<&str>, data: &Path) -> Result<RestoreReport> {
+    if data.join(DB_FILE).exists() {
+        bail!(
+            "{} already holds a store; restore into a new directory",
+            data.display()
+        );
+    }
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => latest_manifest(src)?,
+    };
+    let m = read_manifest(src, &name)?;
+    // Check everything before writing anything a store could be opened from: the database
+    // goes to its place last.
+    let mut db = Vec::with_capacity(m.db_bytes as usize);
+    for (i, c) in m.db_chunks.iter().enumerate() {
+        db.extend_from_slice(&get_checked(src, c, &format!("database chunk {i}"))?);
+    }
+    if db.len() as u64 != m.db_bytes || segment::checksum(&db) != m.db_sha256 {
+        bail!("the database snapshot in {name} does not add up to its sha256");
+    }
+    std::fs::create_dir_all(data.join(COMPONENTS_DIR))
+        .with_context(|| format!("creating {}", data.display()))?;
+    for sha in &m.components {
+        let bytes = get_checked(src, sha, &format!("component {sha}"))?;
+        segment::write_renamed(
+            &data.join(COMPONENTS_DIR).join(format!("{sha}.wasm")),
+            &bytes,
+        )?;
+    }
+    segment::sync_dir(&data.join(COMPONENTS_DIR))?;
+    let local = FsSegmentStore::new(data);
+    let mut report = RestoreReport {
+        manifest: name.clone(),
+        ..RestoreReport::default()
+    };
+    let mut keys = Vec::new();
+    for s in &m.segments {
+        segment::check_relative(&s.path)?;
+        let bytes = get_checked(src, &s.sha256, &format!("segment {}", s.path))?;
+        local.put(&s.path, &bytes)?;
+        report.segments += 1;
+        report.bytes += bytes.len() as u64;
+        keys.push(s.path.as_str());
+    }
+    local.sync(&keys)?;
+    let tmp = data.join(format!("{DB_FILE}.restore.tmp"));
+    std::fs::write(&tmp, &db)
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    {
+        let conn = Connection::open(&tmp)?;
+        // Every segment is local now; a new id, so the copy never claims the original's buckets.
+        conn.execute_batch(
+            "BEGIN;
+             UPDATE segment SET store = '';
+             DELETE FROM bucket;
+             UPDATE meta SET value = lower(hex(randomblob(16))) WHERE key = 'store_id';
+             COMMIT;",
+        )?;
+    }
+    std::fs::rename(&tmp, data.join(DB_FILE)).context("moving the restored database in place")?;
+    segment::sync_dir(data)?;
+    report.bytes += db.len() as u64;
+    Ok(report)
+}

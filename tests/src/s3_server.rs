@@ -1,0 +1,181 @@
+//! A real S3 server on loopback for the object-storage tests: `s3s-fs` (from crates.io, which
+//! checks every request's SigV4 signature and stores objects as files under a directory),
+//! started per test on a free port with its own root and keys.
+//!
+//! `.ci/run` installs it and sets `STRATA_S3S_FS` to the binary and `STRATA_REQUIRE_S3=1`;
+//! elsewhere `s3s-fs` is looked up on `PATH`, and without it the tests that need it say so and
+//! pass (unless `STRATA_REQUIRE_S3=1`, when they fail). Shared by `tests/tests/engine.rs` and
+//! `host/tests/s3.rs` (through `#[path]`).
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The access key the server accepts.
+pub const ACCESS_KEY: &str = "strata-test-key";
+/// Its secret.
+pub const SECRET_KEY: &str = "strata-test-secret-0123456789";
+
+/// A running `s3s-fs`, stopped (killed) on drop.
+pub struct S3Server {
+    bin: PathBuf,
+    child: Option<Child>,
+    pub port: u16,
+    /// The directory holding its buckets (`<root>/<bucket>/<key>`).
+    pub root: tempfile::TempDir,
+}
+
+/// The `s3s-fs` binary, or `None` (after saying why) when the tests should skip.
+fn binary() -> Option<PathBuf> {
+    let required = std::env::var("STRATA_REQUIRE_S3").is_ok_and(|v| v == "1");
+    let found = std::env::var_os("STRATA_S3S_FS")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(|d| d.join("s3s-fs"))
+                .find(|p| p.is_file())
+        })
+        .filter(|p| p.is_file());
+    match found {
+        Some(p) => Some(p),
+        None if required => panic!(
+            "STRATA_REQUIRE_S3=1 but no s3s-fs (set STRATA_S3S_FS or put it on PATH; .ci/run \
+             installs it)"
+        ),
+        None => {
+            eprintln!(
+                "skipped: no s3s-fs S3 server (cargo install s3s-fs --version 0.14.1 --features \
+                 binary, or set STRATA_S3S_FS)"
+            );
+            None
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl S3Server {
+    /// Starts a server with the buckets `buckets`, or `None` when there is no server to run.
+    pub fn start(buckets: &[&str]) -> Option<S3Server> {
+        let bin = binary()?;
+        let root = tempfile::tempdir().unwrap();
+        for b in buckets {
+            std::fs::create_dir_all(root.path().join(b)).unwrap();
+        }
+        let mut s = S3Server {
+            bin,
+            child: None,
+            port: free_port(),
+            root,
+        };
+        s.resume();
+        Some(s)
+    }
+
+    /// (Re)starts the server on its port and root.
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new(&self.bin)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(self.root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "s3s-fs did not start listening on 127.0.0.1:{}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops the server (SIGKILL), as a crashed or unplugged one.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The `AWS_*` settings that reach this server with its keys; `secret` replaces the secret
+    /// key (wrong-credential tests). Retries give up after 2 s, so a stopped server fails fast.
+    pub fn settings_with_secret(&self, secret: &str) -> Vec<(String, String)> {
+        [
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+            ("AWS_ENDPOINT", &self.endpoint()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("STRATA_S3_RETRY_TIMEOUT", "2s"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    pub fn settings(&self) -> Vec<(String, String)> {
+        self.settings_with_secret(SECRET_KEY)
+    }
+
+    /// The file holding `key` of `bucket`.
+    pub fn object_path(&self, bucket: &str, key: &str) -> PathBuf {
+        self.root.path().join(bucket).join(key)
+    }
+
+    /// Every object key under `bucket`/`prefix` (files, recursively).
+    pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let base = self.root.path().join(bucket);
+        let mut out = Vec::new();
+        let mut stack = vec![base.join(prefix)];
+        while let Some(d) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if let Ok(rel) = p.strip_prefix(&base) {
+                    let name = rel.to_string_lossy().replace('\\', "/");
+                    if !name.contains(".internal.part") && !is_meta(&p) {
+                        out.push(name);
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+/// s3s-fs keeps object metadata in sidecar files next to objects in some versions.
+fn is_meta(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(".s3s") || n.ends_with(".metadata.json"))
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
