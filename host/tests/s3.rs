@@ -417,10 +417,16 @@ fn wrong_credentials_and_a_missing_bucket_are_clear_errors_that_change_nothing()
         err.contains("NoSuchBucket") || err.contains("404") || err.contains("not found"),
         "{err}"
     );
-    // Hot to warm is local and may have moved; every row is still there once.
+    // Both buckets are reached before anything moves: nothing changed.
+    assert_eq!(stored_rows(&data), rows);
     let store = Store::open(&data).unwrap();
-    assert!(store.segments().unwrap().iter().all(|s| s.store.is_empty()));
+    assert!(store.segments().unwrap().is_empty());
+    drop(store);
     ok(&good.run(&data, &["verify"], &[]), "verify");
+    // With the right key and bucket, the same run completes.
+    let args = ["tier", "--policy", pol.to_str().unwrap(), "--now", &now];
+    ok(&good.run(&data, &args, &[]), "tier");
+    assert!(!server.keys(BUCKET, "creds/segments").is_empty());
 }
 
 #[test]

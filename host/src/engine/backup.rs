@@ -300,9 +300,21 @@ fn snapshot_db(db: &Path, to: &Path) -> Result<PathBuf> {
     src.busy_timeout(std::time::Duration::from_secs(30))?;
     let mut dst = Connection::open(to)?;
     {
+        use rusqlite::backup::StepResult;
         let b = rusqlite::backup::Backup::new(&src, &mut dst)?;
-        b.run_to_completion(-1, std::time::Duration::ZERO, None)
-            .with_context(|| format!("snapshotting {}", db.display()))?;
+        // -1: every page in one step, inside one read transaction.
+        loop {
+            match b
+                .step(-1)
+                .with_context(|| format!("snapshotting {}", db.display()))?
+            {
+                StepResult::Done => break,
+                StepResult::More | StepResult::Busy | StepResult::Locked => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                _ => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
     }
     // One self-contained file (no WAL beside it).
     dst.execute_batch("PRAGMA journal_mode = DELETE;")?;

@@ -72,21 +72,26 @@ impl Store {
             return Ok(Vec::new());
         }
         let s = self.store_at(location)?;
-        self.conn
-            .execute("INSERT OR IGNORE INTO bucket (url) VALUES (?1)", [location])?;
         let id = self.store_id()?;
-        match s.get(STORE_ID_KEY) {
-            Ok(b) if b == id.as_bytes() => {}
+        // A listing fails on a missing bucket (some servers create one on the first put).
+        s.list(&format!("{STORE_ID_KEY}/"))
+            .with_context(|| format!("reaching {location}"))?;
+        let claimed = match s.get(STORE_ID_KEY) {
+            Ok(b) if b == id.as_bytes() => true,
             Ok(b) => bail!(
                 "{location} belongs to another strata store (its {STORE_ID_KEY} is `{}`, this \
                  store's is `{id}`): give each data directory a prefix of its own",
                 String::from_utf8_lossy(&b)
             ),
-            Err(e) if crate::bucket::is_not_found(&e) => {
-                s.put(STORE_ID_KEY, id.as_bytes())
-                    .with_context(|| format!("claiming {location} for this store"))?;
-            }
+            Err(e) if crate::bucket::is_not_found(&e) => false,
             Err(e) => return Err(e),
+        };
+        // Recorded (committed) before anything is put there, so recovery always looks there.
+        self.conn
+            .execute("INSERT OR IGNORE INTO bucket (url) VALUES (?1)", [location])?;
+        if !claimed {
+            s.put(STORE_ID_KEY, id.as_bytes())
+                .with_context(|| format!("claiming {location} for this store"))?;
         }
         let removed = self.recover_bucket(location)?;
         self.claimed.borrow_mut().insert(location.to_string());

@@ -153,9 +153,16 @@ impl Store {
             }
         }
         if !dry_run {
-            // What an interrupted run left in any bucket goes first (local leftovers went
-            // when the store was opened).
-            for b in self.buckets()? {
+            // Every bucket the store or the plan uses is reached before anything moves (a wrong
+            // key or a missing bucket changes nothing), and what an interrupted run left in
+            // them goes first (local leftovers went when the store was opened).
+            let mut buckets = self.buckets()?;
+            for t in &plan.tiers {
+                if !t.def.store.is_empty() && !buckets.contains(&t.def.store) {
+                    buckets.push(t.def.store.clone());
+                }
+            }
+            for b in buckets {
                 self.claim_bucket(&b)?;
             }
         }
