@@ -16,7 +16,7 @@ mod s3_server;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use s3_server::S3Server;
+use s3_server::{FaultyProxy, S3Server};
 use strata::Store;
 use strata::query::Answer;
 
@@ -366,6 +366,64 @@ fn a_stopped_server_fails_the_move_into_the_bucket_and_a_rerun_completes_it() {
         "reference",
     );
     assert!(same(&snapshot(&d, &settings), &snapshot(&r, &settings)));
+}
+
+/// Through a proxy: the server goes away after the second segment put of a transition (the
+/// rest of its puts and the clean-up of the first two fail), then comes back; and a server
+/// that throttles (503 SlowDown on the first three puts) is retried with backoff.
+#[test]
+fn the_server_vanishing_mid_transition_or_throttling_loses_nothing() {
+    let Some(server) = server() else { return };
+    let env = Env {
+        settings: server.settings(),
+        server: &server,
+    };
+    let f = fixture(&env);
+    let now = (START + FINAL_DAY * DAY).to_string();
+    let (r, rpol) = prepared(&env, &f, "vanish-ref");
+    let rargs = ["tier", "--policy", rpol.to_str().unwrap(), "--now", &now];
+    ok(&env.run(&r, &rargs, &[]), "reference");
+    let want = snapshot(&r, &env.settings);
+
+    let (d, pol) = prepared(&env, &f, "vanish");
+    let args = ["tier", "--policy", pol.to_str().unwrap(), "--now", &now];
+    let proxy = FaultyProxy::start(server.port, 0, Some(2));
+    let via = Env {
+        settings: proxy.settings(&server),
+        server: &server,
+    };
+    let err = failed(&via.run(&d, &args, &[]), "tier while the server goes away");
+    assert!(proxy.is_down(), "the proxy never cut: {err}");
+    assert!(err.contains("s3://strata-test/vanish"), "{err}");
+    let mid = snapshot(&d, &env.settings);
+    let rows: usize = mid.iter().map(Answer::len).sum();
+    assert_eq!(stored_rows(&d), rows as u64, "a row is stored twice");
+    for (c, a) in mid.iter().enumerate() {
+        let have: std::collections::HashSet<i64> = a.rows.ts.iter().copied().collect();
+        for ts in &want[c].rows.ts {
+            assert!(have.contains(ts), "coin {c} lost ts {ts}");
+        }
+    }
+    proxy.restore();
+    ok(&via.run(&d, &args, &[]), "tier once the server is back");
+    assert!(same(&snapshot(&d, &env.settings), &want));
+    let v = ok(&via.run(&d, &["verify"], &[]), "verify");
+    assert!(v.contains(": 0 faults"), "{v}");
+
+    let (t, tpol) = prepared(&env, &f, "throttled");
+    let targs = ["tier", "--policy", tpol.to_str().unwrap(), "--now", &now];
+    let throttle = FaultyProxy::start(server.port, 3, None);
+    let via = Env {
+        settings: throttle.settings(&server),
+        server: &server,
+    };
+    ok(
+        &via.run(&t, &targs, &[]),
+        "tier against a throttling server",
+    );
+    assert_eq!(throttle.slowed(), 3);
+    assert!(throttle.puts() > 3);
+    assert!(same(&snapshot(&t, &env.settings), &want));
 }
 
 #[test]

@@ -179,3 +179,139 @@ impl Drop for S3Server {
         self.stop();
     }
 }
+
+/// A TCP proxy in front of an [`S3Server`] that the test controls: it answers the first
+/// `slow_down` PUT requests itself with `503 SlowDown` (S3's throttling answer), and after
+/// `cut_after` PUTs have been forwarded it goes down (drops every connection and refuses new
+/// ones) until [`FaultyProxy::restore`], as a server that vanishes in the middle of a
+/// transition. PUTs are recognised by the request line at the start of a read from the client.
+pub struct FaultyProxy {
+    pub port: u16,
+    state: std::sync::Arc<std::sync::Mutex<ProxyState>>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    puts: usize,
+    slow_down: usize,
+    slowed: usize,
+    cut_after: Option<usize>,
+    down: bool,
+}
+
+impl FaultyProxy {
+    pub fn start(upstream: u16, slow_down: usize, cut_after: Option<usize>) -> FaultyProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(std::sync::Mutex::new(ProxyState {
+            slow_down,
+            cut_after,
+            ..ProxyState::default()
+        }));
+        let st = state.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if st.lock().unwrap().down {
+                    drop(client);
+                    continue;
+                }
+                let st = st.clone();
+                std::thread::spawn(move || proxy_connection(client, upstream, st));
+            }
+        });
+        FaultyProxy { port, state }
+    }
+
+    /// PUTs seen (forwarded or answered with 503).
+    pub fn puts(&self) -> usize {
+        self.state.lock().unwrap().puts
+    }
+
+    /// PUTs answered with 503 SlowDown.
+    pub fn slowed(&self) -> usize {
+        self.state.lock().unwrap().slowed
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.state.lock().unwrap().down
+    }
+
+    /// Back up, forwarding everything.
+    pub fn restore(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.down = false;
+        s.cut_after = None;
+        s.slow_down = 0;
+    }
+
+    /// `settings` with the endpoint pointing at the proxy.
+    pub fn settings(&self, server: &S3Server) -> Vec<(String, String)> {
+        server
+            .settings()
+            .into_iter()
+            .map(|(k, v)| {
+                if k == "AWS_ENDPOINT" {
+                    (k, format!("http://127.0.0.1:{}", self.port))
+                } else {
+                    (k, v)
+                }
+            })
+            .collect()
+    }
+}
+
+fn proxy_connection(
+    mut client: std::net::TcpStream,
+    upstream: u16,
+    st: std::sync::Arc<std::sync::Mutex<ProxyState>>,
+) {
+    use std::io::{Read, Write};
+    let Ok(mut server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+        return;
+    };
+    let (Ok(mut c2), Ok(mut s2)) = (client.try_clone(), server.try_clone()) else {
+        return;
+    };
+    let back = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut s2, &mut c2);
+        let _ = c2.shutdown(std::net::Shutdown::Both);
+    });
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match client.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut s = st.lock().unwrap();
+        if s.down {
+            break;
+        }
+        if buf[..n].starts_with(b"PUT /") {
+            s.puts += 1;
+            if s.slowed < s.slow_down {
+                s.slowed += 1;
+                drop(s);
+                let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>SlowDown</Code>\
+                            <Message>Please reduce your request rate.</Message></Error>";
+                let _ = write!(
+                    client,
+                    "HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                break;
+            }
+            if s.cut_after.is_some_and(|c| s.puts > c) {
+                s.down = true;
+                break;
+            }
+        }
+        drop(s);
+        if server.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = client.shutdown(std::net::Shutdown::Both);
+    let _ = server.shutdown(std::net::Shutdown::Both);
+    let _ = back.join();
+}
