@@ -418,6 +418,8 @@ fn plan_prices_each_tier_where_it_lives() {
             policy.to_str().unwrap(),
             "--coins",
             "100",
+            "--years",
+            "7",
             "--json",
         ],
     );
@@ -468,6 +470,6 @@ fn plan_prices_each_tier_where_it_lives() {
     assert!((plan["policy_monthly_cost"].as_f64().unwrap() - sum).abs() < 1e-9);
     assert!(
         sum < price("local-ssd"),
-        "an archive tier must cost less than all-local"
+        "with the archive tier holding data (years 6-7), it must cost less than all-local"
     );
 }

@@ -259,6 +259,13 @@ fn crashes_and_failed_puts_into_the_bucket_lose_and_duplicate_nothing() {
                 assert!(have.contains(ts), "{var}={at}: coin {c} lost ts {ts}");
             }
         }
+        // `verify --repair` removes what the interrupted run left in the bucket and then
+        // finds the store sound.
+        let v = ok(
+            &env.run(&d, &["verify", "--repair"], &[]),
+            &format!("{var}={at}: verify --repair"),
+        );
+        assert!(v.contains(": 0 faults"), "{var}={at}: {v}");
         ok(&env.run(&d, &args, &[]), &format!("{var}={at}: tier again"));
         assert!(
             same(&snapshot(&d, &env.settings), &want),
@@ -534,7 +541,28 @@ fn backup_is_incremental_and_restores_to_a_store_that_verifies_and_refuses_tampe
         server: &server,
     };
     let f = fixture(&env);
-    let (d, _) = prepared(&env, &f, "backed");
+    let (d, pol) = prepared(&env, &f, "backed");
+
+    // While a transition runs (it holds the data directory's lock; the backup does not need
+    // it): the backup is one consistent state, so its restore verifies.
+    let now = (START + FINAL_DAY * DAY).to_string();
+    let mut tier = Command::new(BIN);
+    tier.arg("--data")
+        .arg(&d)
+        .args(["tier", "--policy", pol.to_str().unwrap(), "--now", &now]);
+    tier.envs(env.settings.iter().map(|(k, v)| (k, v)));
+    let mut running = tier.spawn().unwrap();
+    let during = f.root.join("backup-during");
+    let out = env.run(&d, &["backup", during.to_str().unwrap()], &[]);
+    assert!(running.wait().unwrap().success());
+    ok(&out, "backup during a transition");
+    let restored = f.root.join("restored-during");
+    let v = ok(
+        &env.run(&restored, &["restore", during.to_str().unwrap()], &[]),
+        "restore of the backup taken during a transition",
+    );
+    assert!(v.contains(": 0 faults"), "{v}");
+
     for dest in [
         f.root.join("backup-dir").to_str().unwrap().to_string(),
         format!("s3://{BUCKET}/backups/one"),

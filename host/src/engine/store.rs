@@ -188,8 +188,18 @@ impl Store {
             migrate_v2(&conn)
                 .with_context(|| format!("converting {} to schema version 3", db.display()))?;
         }
+        // From before version 3: keys used before `segment_seq` existed are never used again
+        // either (in the same transaction as the version bump).
+        let seed_seqs = if (1..3).contains(&version) {
+            "INSERT OR IGNORE INTO segment_seq (tier, window_start, bucket, seq)
+             SELECT tier, window_start, bucket, max(seq) FROM segment
+             GROUP BY tier, window_start, bucket;"
+        } else {
+            ""
+        };
         conn.execute_batch(&format!(
-            "BEGIN; {SCHEMA} {HOT_TABLE} {HOT_RECENT_TABLE} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            "BEGIN; {SCHEMA} {HOT_TABLE} {HOT_RECENT_TABLE} {seed_seqs}
+             PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))
         .with_context(|| format!("creating the schema in {}", db.display()))?;
 
@@ -439,6 +449,40 @@ mod tests {
         assert!(!d.path().join("segments/warm/1-0-0.jsonl.gz.tmp").exists());
         assert!(!d.path().join("segments/warm/1-0-0.jsonl.gz").exists());
         assert_eq!(s.recover().unwrap(), Recovery::default());
+    }
+
+    #[test]
+    fn a_version_2_store_gains_segment_locations_and_an_id() {
+        let d = tempfile::tempdir().unwrap();
+        drop(Store::open(d.path()).unwrap());
+        let conn = Connection::open(d.path().join(DB_FILE)).unwrap();
+        conn.execute_batch(
+            "INSERT INTO segment (tier, path, window_start, bucket, seq, codec, codec_version,
+               codec_sha256, options, rows, min_ts, max_ts, coins, bytes, sha256)
+             VALUES ('warm', 'segments/warm/0-000-4.bin', 0, 0, 4, 'c', '1', 'x', '[]', 1, 0, 0,
+                     1, 1, 'y');
+             ALTER TABLE segment DROP COLUMN store;
+             DROP TABLE segment_seq; DROP TABLE bucket; DROP TABLE meta;
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        drop(conn);
+        let s = Store::open(d.path()).unwrap();
+        let v: i64 = s
+            .connection()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let segs = s.segments().unwrap();
+        assert_eq!(segs.len(), 1);
+        assert_eq!(segs[0].store, "");
+        assert_eq!(s.store_id().unwrap().len(), 32);
+        assert!(s.buckets().unwrap().is_empty());
+        // The next segment of that window is numbered after the existing one, even once
+        // that one has moved on.
+        assert_eq!(s.next_seq("warm", 0, 0).unwrap(), 5);
+        s.delete_segment(segs[0].id).unwrap();
+        assert_eq!(s.next_seq("warm", 0, 0).unwrap(), 5);
     }
 
     #[test]
