@@ -35,6 +35,7 @@ use crate::bucket::BucketSegmentStore;
 use crate::segment;
 use crate::segment_store::{FsSegmentStore, SegmentStore};
 use crate::store::{COMPONENTS_DIR, DB_FILE};
+use crate::tiering::{cores, parallel_map};
 
 /// Bytes of a database snapshot chunk: small enough that an hour of collection changes few of
 /// them, large enough that a 1 GB database is 16 K objects.
@@ -52,9 +53,8 @@ pub struct Manifest {
     /// The backed-up store's id.
     pub store_id: String,
     pub schema_version: i64,
-    /// The database snapshot: its length, sha256, and chunk hashes in order.
+    /// The database snapshot: its length and its chunks' sha256 in order.
     pub db_bytes: u64,
-    pub db_sha256: String,
     pub db_chunks: Vec<String>,
     pub segments: Vec<ManifestSegment>,
     /// Kept codec components (`plugins/<sha256>.wasm` in the data directory).
@@ -143,14 +143,16 @@ pub fn backup(
         let (store_id, schema_version) = store_identity(&snap_conn)?;
         let segments = catalog_segments(&snap_conn)?;
         drop(snap_conn);
-        // The database, in chunks.
+        // The database, in chunks, hashed on every core.
         let db = std::fs::read(&snap).context("reading the database snapshot")?;
-        let mut chunks = Vec::with_capacity(db.len().div_ceil(CHUNK_BYTES));
-        for c in db.chunks(CHUNK_BYTES) {
-            let sum = segment::checksum(c);
-            copy.put(object_key(&sum), c)?;
-            chunks.push(sum);
-        }
+        let pieces: Vec<&[u8]> = db.chunks(CHUNK_BYTES).collect();
+        let chunks: Vec<String> = parallel_map(&pieces, cores(), |c| segment::checksum(c));
+        let todo: Vec<(String, &[u8])> = chunks
+            .iter()
+            .zip(&pieces)
+            .map(|(sum, c)| (object_key(sum), *c))
+            .collect();
+        copy.put_all(&todo)?;
         // Kept components.
         let mut components = Vec::new();
         if let Ok(rd) = std::fs::read_dir(data.join(COMPONENTS_DIR)) {
@@ -173,33 +175,30 @@ pub fn backup(
             }
         }
         components.sort();
-        // Segments not at the destination yet.
-        let mut vanished = None;
+        // Segments not at the destination yet, read from where they live and checked.
         for s in &segments {
-            let key = object_key(&s.sha256);
-            if copy.present.contains(&key) {
-                copy.report.objects_present += 1;
-                continue;
-            }
-            let src = match sources.get(&s.store) {
-                Some(x) => x.clone(),
-                None => {
-                    let x: Arc<dyn SegmentStore> = if s.store.is_empty() {
-                        Arc::new(FsSegmentStore::new(data))
-                    } else {
-                        Arc::new(BucketSegmentStore::open_with(&s.store, settings)?)
-                    };
-                    sources.insert(s.store.clone(), x.clone());
-                    x
-                }
-            };
             segment::check_relative(&s.path)?;
-            let bytes = match src.get(&s.path) {
-                Ok(b) => b,
-                Err(e) => {
-                    vanished = Some(e.context(format!("reading segment {}", s.path)));
-                    break;
-                }
+            if !sources.contains_key(&s.store) {
+                let x: Arc<dyn SegmentStore> = if s.store.is_empty() {
+                    Arc::new(FsSegmentStore::new(data))
+                } else {
+                    Arc::new(BucketSegmentStore::open_with(&s.store, settings)?)
+                };
+                sources.insert(s.store.clone(), x);
+            }
+        }
+        let mut wanted = HashSet::new();
+        let missing: Vec<&ManifestSegment> = segments
+            .iter()
+            .filter(|s| {
+                let key = object_key(&s.sha256);
+                !copy.present.contains(&key) && wanted.insert(key)
+            })
+            .collect();
+        copy.report.objects_present += (segments.len() - missing.len()) as u64;
+        let fetched = parallel_map(&missing, PUT_THREADS, |s| -> Result<Option<Vec<u8>>> {
+            let Ok(bytes) = sources[&s.store].get(&s.path) else {
+                return Ok(None);
             };
             if segment::checksum(&bytes) != s.sha256 {
                 bail!(
@@ -208,7 +207,29 @@ pub fn backup(
                     s.path
                 );
             }
-            copy.put(key, &bytes)?;
+            copy.dest
+                .put(&object_key(&s.sha256), &bytes)
+                .with_context(|| {
+                    format!("writing segment {} to {}", s.path, copy.dest.location())
+                })?;
+            Ok(Some(bytes))
+        });
+        let mut vanished = None;
+        for (s, got) in missing.iter().zip(fetched) {
+            match got? {
+                Some(bytes) => copy.record(object_key(&s.sha256), bytes.len()),
+                None => {
+                    vanished = Some(anyhow::anyhow!(
+                        "segment {} is gone from {}",
+                        s.path,
+                        if s.store.is_empty() {
+                            "the data directory"
+                        } else {
+                            &s.store
+                        }
+                    ))
+                }
+            }
         }
         if let Some(e) = vanished {
             // Moved by a transition that committed after the snapshot, or really missing:
@@ -226,7 +247,6 @@ pub fn backup(
             store_id,
             schema_version,
             db_bytes: db.len() as u64,
-            db_sha256: segment::checksum(&db),
             db_chunks: chunks,
             segments,
             components,
@@ -261,20 +281,40 @@ struct Copier<'a> {
 
 impl Copier<'_> {
     fn put(&mut self, key: String, bytes: &[u8]) -> Result<()> {
-        if self.present.contains(&key) {
-            self.report.objects_present += 1;
-            return Ok(());
+        self.put_all(&[(key, bytes)])
+    }
+
+    /// Writes the objects not at the destination yet (each key once), several at a time.
+    fn put_all(&mut self, objects: &[(String, &[u8])]) -> Result<()> {
+        let mut wanted = HashSet::new();
+        let todo: Vec<&(String, &[u8])> = objects
+            .iter()
+            .filter(|(k, _)| !self.present.contains(k) && wanted.insert(k.clone()))
+            .collect();
+        self.report.objects_present += (objects.len() - todo.len()) as u64;
+        let dest = self.dest;
+        let results = parallel_map(&todo, PUT_THREADS, |(key, bytes)| {
+            dest.put(key, bytes)
+                .with_context(|| format!("writing {key} to {}", dest.location()))
+        });
+        for ((key, bytes), r) in todo.iter().zip(results) {
+            r?;
+            self.record(key.clone(), bytes.len());
         }
-        self.dest
-            .put(&key, bytes)
-            .with_context(|| format!("writing {key} to {}", self.dest.location()))?;
-        self.report.objects_copied += 1;
-        self.report.bytes_copied += bytes.len() as u64;
-        self.present.insert(key.clone());
-        self.written.push(key);
         Ok(())
     }
+
+    /// Counts an object written.
+    fn record(&mut self, key: String, len: usize) {
+        self.report.objects_copied += 1;
+        self.report.bytes_copied += len as u64;
+        self.present.insert(key.clone());
+        self.written.push(key);
+    }
 }
+
+/// Objects put at once: requests to a bucket spend most of their time waiting.
+const PUT_THREADS: usize = 8;
 
 /// A manifest key not used yet at `dest`, sorting after every earlier one.
 fn manifest_name(dest: &dyn SegmentStore, created_ms: i64) -> Result<String> {
@@ -425,8 +465,12 @@ pub fn restore(src: &dyn SegmentStore, name: Option<&str>, data: &Path) -> Resul
     for (i, c) in m.db_chunks.iter().enumerate() {
         db.extend_from_slice(&get_checked(src, c, &format!("database chunk {i}"))?);
     }
-    if db.len() as u64 != m.db_bytes || segment::checksum(&db) != m.db_sha256 {
-        bail!("the database snapshot in {name} does not add up to its sha256");
+    if db.len() as u64 != m.db_bytes {
+        bail!(
+            "the database chunks of {name} add up to {} bytes, the manifest says {}",
+            db.len(),
+            m.db_bytes
+        );
     }
     std::fs::create_dir_all(data.join(COMPONENTS_DIR))
         .with_context(|| format!("creating {}", data.display()))?;
