@@ -444,23 +444,13 @@ fn plan_prices_each_tier_where_it_lives() {
             .as_f64()
             .unwrap()
     };
-    let total: f64 = plan["total_by_year"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .as_f64()
-        .unwrap();
+    // The final year of a per-year series.
+    let last = |v: &serde_json::Value| v.as_array().unwrap().last().unwrap().as_f64().unwrap();
+    let total = last(&plan["total_by_year"]);
     // Each tier's cost is its final-year bytes at its class's price, and they add up.
     let mut sum = 0.0;
     for t in tiers {
-        let bytes = t["bytes_by_year"]
-            .as_array()
-            .unwrap()
-            .last()
-            .unwrap()
-            .as_f64()
-            .unwrap();
+        let bytes = last(&t["bytes_by_year"]);
         let class = t["price_class"].as_str().unwrap();
         let per_gb = price(class) / (total / 1e9);
         let cost = t["monthly_cost"].as_f64().unwrap();

@@ -9,8 +9,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use strata::Store;
 use strata::query::Answer;
+
+#[path = "common/answers.rs"]
+mod answers;
+use answers::{same, stored_rows};
 
 const BIN: &str = env!("CARGO_BIN_EXE_strata");
 const DAY: i64 = 86_400_000;
@@ -44,32 +47,7 @@ fn ok(out: std::process::Output, what: &str) {
 
 /// Every coin's full answer.
 fn snapshot(data: &Path, coins: &[String]) -> Vec<Answer> {
-    let store = Store::open(data).unwrap();
-    coins
-        .iter()
-        .map(|c| match store.coin_id(c) {
-            Some(_) => store.query(c, i64::MIN, i64::MAX).unwrap(),
-            None => Answer::default(),
-        })
-        .collect()
-}
-
-fn same(a: &[Answer], b: &[Answer]) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .zip(b)
-            .all(|(x, y)| x.rows.bit_eq(&y.rows) && x.tier == y.tier)
-}
-
-/// Rows the tiers hold in total (a row in two tiers counts twice).
-fn stored_rows(data: &Path) -> u64 {
-    Store::open(data)
-        .unwrap()
-        .stats()
-        .unwrap()
-        .iter()
-        .map(|t| t.rows)
-        .sum()
+    answers::answers(data, coins, Default::default())
 }
 
 /// A row as a hashable key, floats by their bits.

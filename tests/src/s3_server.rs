@@ -1,10 +1,12 @@
-//! A real S3 server on loopback for the object-storage tests: `s3s-fs` (from crates.io, which
-//! checks every request's SigV4 signature and stores objects as files under a directory),
-//! started per test on a free port with its own root and keys.
+//! A real S3 server on loopback for the object-storage tests: `strata-s3-server`
+//! (`tests/s3-server`: the store of `s3s-fs` from crates.io, which checks every request's SigV4
+//! signature and keeps objects as files under a directory) or `s3s-fs`'s own binary, started
+//! per test on a free port with its own root and keys.
 //!
-//! `.ci/run` installs it and sets `STRATA_S3S_FS` to the binary and `STRATA_REQUIRE_S3=1`;
-//! elsewhere `s3s-fs` is looked up on `PATH`, and without it the tests that need it say so and
-//! pass (unless `STRATA_REQUIRE_S3=1`, when they fail). Shared by `tests/tests/engine.rs` and
+//! `.ci/run` builds `tests/s3-server` and sets `STRATA_S3S_FS` to the binary and
+//! `STRATA_REQUIRE_S3=1`; elsewhere `strata-s3-server` or `s3s-fs` is looked up on `PATH`, and
+//! without either the tests that need one say so and pass (unless `STRATA_REQUIRE_S3=1`, when
+//! they fail). Shared by `tests/tests/engine.rs` and
 //! `host/tests/s3.rs` (through `#[path]`).
 
 #![allow(dead_code)]
@@ -19,7 +21,7 @@ pub const ACCESS_KEY: &str = "strata-test-key";
 /// Its secret.
 pub const SECRET_KEY: &str = "strata-test-secret-0123456789";
 
-/// A running `s3s-fs`, stopped (killed) on drop.
+/// A running S3 server, stopped (killed) on drop.
 pub struct S3Server {
     bin: PathBuf,
     child: Option<Child>,
@@ -28,27 +30,27 @@ pub struct S3Server {
     pub root: tempfile::TempDir,
 }
 
-/// The `s3s-fs` binary, or `None` (after saying why) when the tests should skip.
+/// The S3 server binary, or `None` (after saying why) when the tests should skip.
 fn binary() -> Option<PathBuf> {
     let required = std::env::var("STRATA_REQUIRE_S3").is_ok_and(|v| v == "1");
     let found = std::env::var_os("STRATA_S3S_FS")
         .map(PathBuf::from)
         .or_else(|| {
             std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-                .map(|d| d.join("s3s-fs"))
+                .flat_map(|d| [d.join("strata-s3-server"), d.join("s3s-fs")])
                 .find(|p| p.is_file())
         })
         .filter(|p| p.is_file());
     match found {
         Some(p) => Some(p),
         None if required => panic!(
-            "STRATA_REQUIRE_S3=1 but no s3s-fs (set STRATA_S3S_FS or put it on PATH; .ci/run \
-             installs it)"
+            "STRATA_REQUIRE_S3=1 but no S3 server (set STRATA_S3S_FS or put strata-s3-server on \
+             PATH; .ci/run builds it from tests/s3-server)"
         ),
         None => {
             eprintln!(
-                "skipped: no s3s-fs S3 server (cargo install s3s-fs --version 0.14.1 --features \
-                 binary, or set STRATA_S3S_FS)"
+                "skipped: no S3 server (cargo install --path tests/s3-server, or set \
+                 STRATA_S3S_FS)"
             );
             None
         }
@@ -97,7 +99,7 @@ impl S3Server {
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
                 t.elapsed() < Duration::from_secs(20),
-                "s3s-fs did not start listening on 127.0.0.1:{}",
+                "the S3 server did not start listening on 127.0.0.1:{}",
                 self.port
             );
             std::thread::sleep(Duration::from_millis(20));

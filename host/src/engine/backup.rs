@@ -24,7 +24,7 @@
 //! buckets.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -131,28 +131,34 @@ pub fn backup(
     }
     let mut copy = Copier {
         dest,
-        present: dest.list("objects/")?.into_iter().map(|l| l.key).collect(),
+        present: present_objects(dest)?,
         written: Vec::new(),
         report: BackupReport::default(),
     };
     let mut sources: std::collections::HashMap<String, Arc<dyn SegmentStore>> = Default::default();
     loop {
-        let tmp = tempfile::tempdir().context("creating a temporary directory for the snapshot")?;
-        let snap = snapshot_db(&db_path, &tmp.path().join(DB_FILE))?;
-        let snap_conn = Connection::open_with_flags(&snap, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        let (store_id, schema_version) = store_identity(&snap_conn)?;
-        let segments = catalog_segments(&snap_conn)?;
-        drop(snap_conn);
-        // The database, in chunks, hashed on every core.
-        let db = std::fs::read(&snap).context("reading the database snapshot")?;
-        let pieces: Vec<&[u8]> = db.chunks(CHUNK_BYTES).collect();
-        let chunks: Vec<String> = parallel_map(&pieces, cores(), |c| segment::checksum(c));
-        let todo: Vec<(String, &[u8])> = chunks
-            .iter()
-            .zip(&pieces)
-            .map(|(sum, c)| (object_key(sum), *c))
-            .collect();
-        copy.put_all(&todo)?;
+        // The database, in chunks hashed on every core, a batch at a time, as one snapshot
+        // read of it yields them; and the catalog of that same snapshot.
+        let mut chunks = Vec::new();
+        let mut db_bytes = 0u64;
+        let snap = snapshot_db(&db_path, |batch| {
+            let pieces: Vec<&[u8]> = batch.chunks(CHUNK_BYTES).collect();
+            let sums: Vec<String> = parallel_map(&pieces, cores(), |c| segment::checksum(c));
+            let todo: Vec<(String, &[u8])> = sums
+                .iter()
+                .zip(&pieces)
+                .map(|(sum, c)| (object_key(sum), *c))
+                .collect();
+            copy.put_all(&todo)?;
+            chunks.extend(sums);
+            db_bytes += batch.len() as u64;
+            Ok(())
+        })?;
+        let SnapshotCatalog {
+            store_id,
+            schema_version,
+            segments,
+        } = snap;
         // Kept components.
         let mut components = Vec::new();
         if let Ok(rd) = std::fs::read_dir(data.join(COMPONENTS_DIR)) {
@@ -207,11 +213,16 @@ pub fn backup(
                     s.path
                 );
             }
-            copy.dest
-                .put(&object_key(&s.sha256), &bytes)
-                .with_context(|| {
-                    format!("writing segment {} to {}", s.path, copy.dest.location())
-                })?;
+            let key = object_key(&s.sha256);
+            if let Err(e) = copy.dest.put(&key, &bytes)
+                && !copy.exists(&key)?
+            {
+                return Err(e.context(format!(
+                    "writing segment {} to {}",
+                    s.path,
+                    copy.dest.location()
+                )));
+            }
             Ok(Some(bytes))
         });
         let mut vanished = None;
@@ -246,7 +257,7 @@ pub fn backup(
             created_ms: chrono::Utc::now().timestamp_millis(),
             store_id,
             schema_version,
-            db_bytes: db.len() as u64,
+            db_bytes,
             db_chunks: chunks,
             segments,
             components,
@@ -298,10 +309,23 @@ impl Copier<'_> {
                 .with_context(|| format!("writing {key} to {}", dest.location()))
         });
         for ((key, bytes), r) in todo.iter().zip(results) {
-            r?;
-            self.record(key.clone(), bytes.len());
+            match r {
+                Ok(()) => self.record(key.clone(), bytes.len()),
+                // Left by an interrupted backup, or named only by an older manifest: the
+                // same name is the same content (restore checks it).
+                Err(_) if self.exists(key)? => {
+                    self.present.insert(key.clone());
+                    self.report.objects_present += 1;
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(())
+    }
+
+    /// Whether `key` is at the destination.
+    fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.dest.list(key)?.iter().any(|l| l.key == key))
     }
 
     /// Counts an object written.
@@ -331,35 +355,86 @@ fn manifest_name(dest: &dyn SegmentStore, created_ms: i64) -> Result<String> {
 
 /// Copies the database at `db` (live, in WAL mode) to `to` through SQLite's online backup API,
 /// in one step: one read transaction, so one consistent snapshot.
-fn snapshot_db(db: &Path, to: &Path) -> Result<PathBuf> {
+/// What a database snapshot's catalog says: the store's id and schema, and its segments.
+struct SnapshotCatalog {
+    store_id: String,
+    schema_version: i64,
+    segments: Vec<ManifestSegment>,
+}
+
+/// Bytes of the database handed to [`snapshot_db`]'s callback at once (whole chunks).
+const SNAPSHOT_BATCH: usize = 256 * CHUNK_BYTES;
+
+/// Reads one consistent snapshot of the database at `db` while other connections keep
+/// writing to it: the catalog, then every page in order (through the `sqlite_dbpage` virtual
+/// table, which strata's SQLite is built with, see `.cargo/config.toml`), handed to `f` in
+/// batches of [`SNAPSHOT_BATCH`] bytes. All of it inside one read transaction, so a commit
+/// during the read is not part of it; memory stays at one batch, whatever the database's
+/// size, and a page that cannot be read fails the backup.
+fn snapshot_db(db: &Path, mut f: impl FnMut(&[u8]) -> Result<()>) -> Result<SnapshotCatalog> {
     let src = Connection::open_with_flags(
         db,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .with_context(|| format!("opening {}", db.display()))?;
     src.busy_timeout(std::time::Duration::from_secs(30))?;
-    let mut dst = Connection::open(to)?;
+    src.execute_batch("BEGIN")?;
+    let (store_id, schema_version) = store_identity(&src)?;
+    let segments = catalog_segments(&src)?;
     {
-        use rusqlite::backup::StepResult;
-        let b = rusqlite::backup::Backup::new(&src, &mut dst)?;
-        // -1: every page in one step, inside one read transaction.
-        loop {
-            match b
-                .step(-1)
-                .with_context(|| format!("snapshotting {}", db.display()))?
-            {
-                StepResult::Done => break,
-                StepResult::More | StepResult::Busy | StepResult::Locked => {
-                    std::thread::sleep(std::time::Duration::from_millis(10))
-                }
-                _ => std::thread::sleep(std::time::Duration::from_millis(10)),
+        let mut st = src
+            .prepare("SELECT data FROM sqlite_dbpage('main') ORDER BY pgno")
+            .context("reading database pages (is SQLite built with SQLITE_ENABLE_DBPAGE_VTAB?)")?;
+        let mut rows = st.query([])?;
+        let mut batch = Vec::with_capacity(SNAPSHOT_BATCH);
+        while let Some(r) = rows
+            .next()
+            .with_context(|| format!("snapshotting {}", db.display()))?
+        {
+            batch.extend_from_slice(r.get_ref(0)?.as_blob()?);
+            if batch.len() >= SNAPSHOT_BATCH {
+                f(&batch)?;
+                batch.clear();
             }
         }
+        if !batch.is_empty() {
+            f(&batch)?;
+        }
     }
-    // One self-contained file (no WAL beside it).
-    dst.execute_batch("PRAGMA journal_mode = DELETE;")?;
-    drop(dst);
-    Ok(to.to_path_buf())
+    src.execute_batch("COMMIT")?;
+    Ok(SnapshotCatalog {
+        store_id,
+        schema_version,
+        segments,
+    })
+}
+
+/// The objects at `dest`: those the newest manifest names (each backup writes its objects
+/// before its manifest), else, with no readable manifest there, a listing. Listing every
+/// object is one request per 1,000 keys — seconds for a large database — where reading the
+/// manifest is two; an object that is there but not named is found when its put is refused.
+fn present_objects(dest: &dyn SegmentStore) -> Result<HashSet<String>> {
+    let newest = dest
+        .list("manifests/")?
+        .into_iter()
+        .map(|l| l.key)
+        .filter(|k| k.ends_with(".json"))
+        .max();
+    if let Some(name) = newest {
+        match read_manifest(dest, &name) {
+            Ok(m) => {
+                return Ok(m
+                    .db_chunks
+                    .iter()
+                    .chain(m.segments.iter().map(|s| &s.sha256))
+                    .chain(&m.components)
+                    .map(|sha| object_key(sha))
+                    .collect());
+            }
+            Err(e) => tracing::warn!("listing the backup's objects instead: {e:#}"),
+        }
+    }
+    Ok(dest.list("objects/")?.into_iter().map(|l| l.key).collect())
 }
 
 fn store_identity(conn: &Connection) -> Result<(String, i64)> {
@@ -427,23 +502,40 @@ pub fn read_manifest(src: &dyn SegmentStore, name: &str) -> Result<Manifest> {
 
 /// An object of a backup, checked against its name.
 fn get_checked(src: &dyn SegmentStore, sha256: &str, what: &str) -> Result<Vec<u8>> {
-    if !crate::components::is_sha256(sha256) {
-        bail!("{what}: `{sha256}` is not a sha256");
-    }
-    let key = object_key(sha256);
-    let bytes = src
-        .get(&key)
-        .with_context(|| format!("{what}: reading {key}"))?;
-    let sum = segment::checksum(&bytes);
-    if sum != sha256 {
-        bail!(
-            "{what}: object {key} at {} fails its checksum (its sha256 is {sum}): the backup \
-             is damaged; not restoring",
-            src.location()
-        );
-    }
-    Ok(bytes)
+    let mut v = get_checked_many(src, &[(sha256, what.to_string())])?;
+    Ok(v.remove(0))
 }
+
+/// Objects of a backup, each checked against its name (`what` names each in errors), all
+/// requested at once.
+fn get_checked_many(src: &dyn SegmentStore, objects: &[(&str, String)]) -> Result<Vec<Vec<u8>>> {
+    for (sha256, what) in objects {
+        if !crate::components::is_sha256(sha256) {
+            bail!("{what}: `{sha256}` is not a sha256");
+        }
+    }
+    let keys: Vec<String> = objects.iter().map(|(sha, _)| object_key(sha)).collect();
+    let got = src.get_many(&keys.iter().map(String::as_str).collect::<Vec<_>>());
+    objects
+        .iter()
+        .zip(keys.iter().zip(got))
+        .map(|((sha256, what), (key, bytes))| {
+            let bytes = bytes.with_context(|| format!("{what}: reading {key}"))?;
+            let sum = segment::checksum(&bytes);
+            if sum != *sha256 {
+                bail!(
+                    "{what}: object {key} at {} fails its checksum (its sha256 is {sum}): the \
+                     backup is damaged; not restoring",
+                    src.location()
+                );
+            }
+            Ok(bytes)
+        })
+        .collect()
+}
+
+/// Objects restore requests at once.
+const RESTORE_BATCH: usize = 32;
 
 /// Rebuilds a store in `data` (which must not hold one) from manifest `name` (or the newest)
 /// at `src`. Every segment lands in the data directory.
@@ -462,8 +554,16 @@ pub fn restore(src: &dyn SegmentStore, name: Option<&str>, data: &Path) -> Resul
     // Check everything before writing anything a store could be opened from: the database
     // goes to its place last.
     let mut db = Vec::with_capacity(m.db_bytes as usize);
-    for (i, c) in m.db_chunks.iter().enumerate() {
-        db.extend_from_slice(&get_checked(src, c, &format!("database chunk {i}"))?);
+    let chunks: Vec<(&str, String)> = m
+        .db_chunks
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), format!("database chunk {i}")))
+        .collect();
+    for batch in chunks.chunks(RESTORE_BATCH) {
+        for c in get_checked_many(src, batch)? {
+            db.extend_from_slice(&c);
+        }
     }
     if db.len() as u64 != m.db_bytes {
         bail!(
@@ -488,13 +588,22 @@ pub fn restore(src: &dyn SegmentStore, name: Option<&str>, data: &Path) -> Resul
         ..RestoreReport::default()
     };
     let mut keys = Vec::new();
-    for s in &m.segments {
-        segment::check_relative(&s.path)?;
-        let bytes = get_checked(src, &s.sha256, &format!("segment {}", s.path))?;
-        local.put(&s.path, &bytes)?;
-        report.segments += 1;
-        report.bytes += bytes.len() as u64;
-        keys.push(s.path.as_str());
+    for batch in m.segments.chunks(RESTORE_BATCH) {
+        let wanted: Vec<(&str, String)> = batch
+            .iter()
+            .map(|s| (s.sha256.as_str(), format!("segment {}", s.path)))
+            .collect();
+        for (s, bytes) in batch.iter().zip(get_checked_many(src, &wanted)?) {
+            segment::check_relative(&s.path)?;
+            // A restore that stopped (a damaged object) and is run again finds its own copies.
+            let there = local.get(&s.path).ok();
+            if there.is_none_or(|b| segment::checksum(&b) != s.sha256) {
+                local.put(&s.path, &bytes)?;
+            }
+            report.segments += 1;
+            report.bytes += bytes.len() as u64;
+            keys.push(s.path.as_str());
+        }
     }
     local.sync(&keys)?;
     let tmp = data.join(format!("{DB_FILE}.restore.tmp"));

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
@@ -35,6 +35,10 @@ use object_store::{
 };
 
 use crate::segment_store::{Listed, SegmentStore};
+
+/// Requests [`SegmentStore::get_many`] keeps in flight at once: a query across years touches
+/// tens of segments, and against a real bucket each GET is a round trip of 10–50 ms.
+const GETS_IN_FLIGHT: usize = 16;
 
 /// A checked `s3://bucket[/prefix]` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -293,11 +297,16 @@ impl BucketSegmentStore {
     }
 
     fn fetch(&self, key: &str) -> Result<Vec<u8>> {
+        self.run(self.fetch_async(key))
+    }
+
+    async fn fetch_async(&self, key: &str) -> Result<Vec<u8>> {
         let path = self.path(key)?;
-        let got = self.run(async {
+        let got = async {
             let r = self.objects.get(&path).await?;
             r.bytes().await
-        });
+        }
+        .await;
         match got {
             Ok(b) => Ok(b.to_vec()),
             Err(e @ object_store::Error::NotFound { .. }) => {
@@ -361,6 +370,40 @@ impl SegmentStore for BucketSegmentStore {
             c.put(key, &b);
         }
         Ok(b)
+    }
+
+    fn get_many(&self, keys: &[&str]) -> Vec<Result<Vec<u8>>> {
+        let cached: Vec<Option<Vec<u8>>> = keys
+            .iter()
+            .map(|k| {
+                crate::segment_store::check_key(k).ok()?;
+                self.cache.as_ref().and_then(|c| c.get(k))
+            })
+            .collect();
+        let fetched: Vec<Option<Result<Vec<u8>>>> = self.run(
+            futures::stream::iter(keys.iter().zip(&cached).map(|(k, c)| async move {
+                match c {
+                    Some(_) => None,
+                    None => Some(self.fetch_async(k).await),
+                }
+            }))
+            .buffered(GETS_IN_FLIGHT)
+            .collect(),
+        );
+        keys.iter()
+            .zip(cached.into_iter().zip(fetched))
+            .map(|(k, (c, f))| match (c, f) {
+                (Some(b), _) => Ok(b),
+                (None, Some(Ok(b))) => {
+                    if let Some(c) = &self.cache {
+                        c.put(k, &b);
+                    }
+                    Ok(b)
+                }
+                (None, Some(Err(e))) => Err(e),
+                (None, None) => unreachable!("every key not cached was fetched"),
+            })
+            .collect()
     }
 
     fn get_fresh(&self, key: &str) -> Result<Vec<u8>> {

@@ -69,6 +69,13 @@ pub trait SegmentStore: Send + Sync + fmt::Debug {
         self.get(key)
     }
 
+    /// The whole objects under `keys`, in order, each its own result. A store with a
+    /// round trip per request (a bucket) has them all in flight at once; the default reads
+    /// one after the other.
+    fn get_many(&self, keys: &[&str]) -> Vec<Result<Vec<u8>>> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+
     /// Bytes `range` of the object under `key`.
     fn get_range(&self, key: &str, range: Range<u64>) -> Result<Vec<u8>>;
 
@@ -176,6 +183,14 @@ impl SegmentStore for FsSegmentStore {
         };
         let mut out = Vec::new();
         if !start.exists() {
+            return Ok(out);
+        }
+        if start.is_file() {
+            // A whole key as the prefix: that key alone, as a bucket lists it.
+            out.push(Listed {
+                key: key_of(start.strip_prefix(&self.root).unwrap_or(&start)),
+                size: start.metadata()?.len(),
+            });
             return Ok(out);
         }
         let mut stack = vec![start];

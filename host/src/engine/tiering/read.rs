@@ -3,7 +3,7 @@
 //! `verify` and transitions all read segments through it.
 
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, bail};
 use strata_plugin_sdk::Batch;
@@ -97,19 +97,54 @@ impl Store {
             }))
             .collect();
         let filter = (!coins.is_empty()).then_some(coins);
-        let read = |(s, job): &Job<'_>| match job {
-            Ok((codec, segs)) => read_segment_with(*segs, s, codec, filter),
-            Err(e) => Err(anyhow::anyhow!("{e}")),
-        };
-        // Threads pay off when there is real decoding to share out, or requests to a bucket
-        // to overlap.
         let bytes: u64 = segments.iter().map(|s| s.bytes).sum();
         let remote = segments.iter().any(|s| !s.store.is_empty());
-        if bytes < PARALLEL_READ_BYTES && !remote {
-            jobs.iter().map(read).collect()
-        } else {
-            parallel_map(&jobs, cores(), read)
+        if !remote {
+            let read = |(s, job): &Job<'_>| match job {
+                Ok((codec, segs)) => read_segment_with(*segs, s, codec, filter),
+                Err(e) => Err(anyhow::anyhow!("{e}")),
+            };
+            // Threads pay off when there is real decoding to share out.
+            return if bytes < PARALLEL_READ_BYTES {
+                jobs.iter().map(read).collect()
+            } else {
+                parallel_map(&jobs, cores(), read)
+            };
         }
+        // A bucket: every object is requested at once (one round trip for all of them, not
+        // one per segment), then decoded on every core.
+        type Fetched = Option<Result<Vec<u8>>>;
+        let mut fetched: Vec<Fetched> = (0..jobs.len()).map(|_| None).collect();
+        for (i, (_, job)) in jobs.iter().enumerate() {
+            let Ok((_, segs)) = job else { continue };
+            if fetched[i].is_some() {
+                continue;
+            }
+            let location = segs.location();
+            let same: Vec<usize> = (i..jobs.len())
+                .filter(|&j| matches!(&jobs[j].1, Ok((_, st)) if st.location() == location))
+                .collect();
+            let keys: Vec<&str> = same.iter().map(|&j| segments[j].path.as_str()).collect();
+            for (j, got) in same.into_iter().zip(segs.get_many(&keys)) {
+                fetched[j] = Some(got);
+            }
+        }
+        // Each decoding thread takes the bytes it decodes (no copy).
+        let work: Vec<(&Job<'_>, Mutex<Fetched>)> = jobs
+            .iter()
+            .zip(fetched.into_iter().map(Mutex::new))
+            .collect();
+        parallel_map(&work, cores(), |((s, job), got)| {
+            let got = got.lock().expect("one thread per segment").take();
+            match (job, got) {
+                (Ok((codec, segs)), Some(Ok(b))) => decode_checked(*segs, s, codec, filter, b),
+                (Ok(_), Some(Err(e))) => {
+                    Err(e.context(format!("reading segment {}", s.display_name())))
+                }
+                (Err(e), _) => Err(anyhow::anyhow!("{e}")),
+                (Ok(_), None) => unreachable!("every readable segment was fetched"),
+            }
+        })
     }
 }
 
@@ -121,9 +156,22 @@ pub(super) fn read_segment_with(
     coins: Option<&[String]>,
 ) -> Result<Batch> {
     segment::check_relative(&s.path)?;
-    let mut bytes = segs
+    let bytes = segs
         .get(&s.path)
         .with_context(|| format!("reading segment {}", s.display_name()))?;
+    decode_checked(segs, s, codec, coins, bytes)
+}
+
+/// Checks `bytes`, as read for segment `s`, against the catalog's sha256 (reading the segment
+/// again where it is kept if a cached copy was damaged) and decodes them with its codec.
+fn decode_checked(
+    segs: &dyn SegmentStore,
+    s: &SegmentInfo,
+    codec: &CodecPlugin,
+    coins: Option<&[String]>,
+    mut bytes: Vec<u8>,
+) -> Result<Batch> {
+    segment::check_relative(&s.path)?;
     let mut sum = segment::checksum(&bytes);
     if sum != s.sha256 {
         // A cached copy may be what is damaged: read the segment where it is kept.
