@@ -37,6 +37,7 @@ pub mod authoring;
 pub mod engine;
 pub mod plugin;
 pub mod policy;
+pub mod serve;
 pub mod source;
 pub mod tools;
 

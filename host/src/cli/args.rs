@@ -95,6 +95,9 @@ pub(crate) enum Command {
     Restore(RestoreArgs),
     /// Measure the engine's figures against their targets (use a release build).
     Bench(BenchArgs),
+    /// Run as a service: collect and tier on schedules while answering an HTTP API, Prometheus
+    /// metrics and a dashboard (stops cleanly on SIGTERM or Ctrl-C).
+    Serve(ServeArgs),
 }
 
 /// How to read an input file (see `strata::source`).
@@ -347,6 +350,37 @@ pub(crate) struct CollectArgs {
     /// Policy for the tier transitions (default: the built-in default policy).
     #[arg(long, value_name = "FILE")]
     pub(crate) policy: Option<PathBuf>,
+}
+
+/// Arguments of `strata serve`.
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// Collect Coinpaprika tickers at this interval, e.g. `1h` (default: no collection).
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) collect_every: Option<humantime::Duration>,
+    /// The Coinpaprika API base URL the collector polls.
+    #[arg(long, default_value = strata::source::coinpaprika::DEFAULT_BASE_URL, value_name = "BASE")]
+    pub(crate) url: String,
+    /// Run the tier transitions at this interval, e.g. `1d` (default: none).
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) tier_every: Option<humantime::Duration>,
+    /// Policy for the transitions and /v1/plan (default: the built-in default policy).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) policy: Option<PathBuf>,
+    /// A file holding the bearer token POST /v1/ingest requires (also $STRATA_WRITE_TOKEN);
+    /// without one the server takes no writes. Never given on the command line, where other
+    /// users could read it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) write_token_file: Option<PathBuf>,
+    /// Largest request body, in MiB.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub(crate) max_body_mib: usize,
+    /// Most rows one range answer may hold.
+    #[arg(long, default_value_t = 1 << 20, value_name = "ROWS")]
+    pub(crate) max_range_rows: usize,
 }
 
 /// Arguments of `strata tier`.

@@ -318,6 +318,52 @@ pub(crate) fn tier(g: &Global, a: TierArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Run as a service until SIGTERM or Ctrl-C.
+pub(crate) fn serve(g: &Global, a: ServeArgs) -> Result<ExitCode> {
+    let ServeArgs {
+        listen,
+        collect_every,
+        url,
+        tier_every,
+        policy,
+        write_token_file,
+        max_body_mib,
+        max_range_rows,
+    } = a;
+    let write_token = match write_token_file {
+        Some(p) => Some(
+            std::fs::read_to_string(&p)
+                .with_context(|| format!("reading the write token from {}", p.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => std::env::var("STRATA_WRITE_TOKEN").ok(),
+    };
+    if write_token.as_ref().is_some_and(|t| t.len() < 16) {
+        anyhow::bail!("the write token must be at least 16 characters");
+    }
+    let dir = data_dir(g);
+    let mut cfg = strata::serve::ServeConfig::new(&dir);
+    cfg.listen = listen;
+    cfg.collect_every = collect_every.map(Into::into);
+    cfg.collect_url = url;
+    cfg.tier_every = tier_every.map(Into::into);
+    cfg.policy = load_policy(policy.as_deref())?;
+    cfg.write_token = write_token;
+    cfg.max_body_bytes = max_body_mib << 20;
+    cfg.max_range_rows = max_range_rows;
+    cfg.store_options.segment_store = strata::segment_store::from_env(&dir)?;
+    let server = strata::serve::Server::start(cfg, runtime(g)?)?;
+    eprintln!(
+        "strata: serving {} on http://{}",
+        dir.display(),
+        server.addr()
+    );
+    server.run_until_signal()?;
+    eprintln!("strata: stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
 /// One coin's rows from every tier, oldest first.
 pub(crate) fn query(g: &Global, a: QueryArgs) -> Result<ExitCode> {
     let QueryArgs {

@@ -47,6 +47,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Generate(a) => commands::generate(g, a),
         Command::Collect(a) => commands::collect(g, a),
         Command::Tier(a) => commands::tier(g, a),
+        Command::Serve(a) => commands::serve(g, a),
         Command::Query(a) => commands::query(g, a),
         Command::Latest(a) => commands::latest(g, a),
         Command::Stats => commands::stats(g),
@@ -144,23 +145,7 @@ pub(crate) fn open_store(g: &Global) -> Result<strata::Store> {
     Ok(store)
 }
 
-/// Milliseconds from `ms`, RFC 3339 or `YYYY-MM-DD` (UTC).
-pub(crate) fn parse_time(s: &str) -> Result<i64> {
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(ms);
-    }
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
-        return Ok(t.timestamp_millis());
-    }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(d
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight exists")
-            .and_utc()
-            .timestamp_millis());
-    }
-    bail!("`{s}` is not a time (use ms since 1970, RFC 3339 or YYYY-MM-DD)")
-}
+pub(crate) use strata::source::parse_time;
 
 pub(crate) fn parse_options(raw: &[String]) -> Result<Vec<(String, String)>> {
     raw.iter()

@@ -487,6 +487,32 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_sees_each_commit_of_the_writer_and_forgets_stale_latest_rows() {
+        let d = tempfile::tempdir().unwrap();
+        let mut w = Store::open(d.path()).unwrap();
+        w.ingest(&batch(&[("a", 1, 1.0), ("a", 2, 2.0)]), &[])
+            .unwrap();
+        let mut r = Store::open_reader(d.path(), Default::default()).unwrap();
+        assert!(!r.refresh().unwrap());
+        let newest = |r: &mut Store| {
+            let a = r.consistent(|s| s.latest("a", 1)).unwrap();
+            (a.rows.ts[0], a.rows.price[0])
+        };
+        assert_eq!(newest(&mut r), (2, 2.0));
+        // A collection batch (hot_recent), a correction of the newest row, a new coin.
+        w.ingest(&batch(&[("a", 3, 3.0)]), &[]).unwrap();
+        assert_eq!(newest(&mut r), (3, 3.0));
+        w.ingest(&batch(&[("a", 3, 4.0), ("b", 1, 5.0)]), &[])
+            .unwrap();
+        assert_eq!(newest(&mut r), (3, 4.0));
+        assert!(r.coin_id("b").is_some());
+        assert!(!r.refresh().unwrap());
+        // A reader takes no lock and writes nothing.
+        assert!(Store::open(d.path()).is_err());
+        assert!(r.connection().execute("DELETE FROM hot", []).is_err());
+    }
+
+    #[test]
     fn floats_survive_bit_for_bit() {
         let d = tempfile::tempdir().unwrap();
         let mut s = Store::open(d.path()).unwrap();

@@ -53,6 +53,25 @@ impl Store {
             })?)
     }
 
+    /// A value of the `meta` table.
+    pub(crate) fn meta(&self, key: &str) -> Result<Option<String>> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Sets a value of the `meta` table (its own transaction).
+    pub(crate) fn set_meta(&self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )?;
+        Ok(())
+    }
+
     /// Every bucket this store has written segments to (or begun to).
     pub fn buckets(&self) -> Result<Vec<String>> {
         let mut st = self.conn.prepare("SELECT url FROM bucket ORDER BY url")?;

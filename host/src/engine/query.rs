@@ -41,7 +41,47 @@ fn single(coin: &str) -> Batch {
     b
 }
 
+/// A coin the store knows, with the time span of its rows: exact for the hot tier, at
+/// segment granularity for colder tiers (a segment's first and last row, of any coin).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct CoinEntry {
+    pub id: String,
+    pub symbol: String,
+    pub name: String,
+    pub first_ts: Option<i64>,
+    pub last_ts: Option<i64>,
+}
+
 impl Store {
+    /// Every coin, by id, with its symbol, name and time span.
+    pub fn coin_list(&self) -> Result<Vec<CoinEntry>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT c.key, c.symbol, c.name,
+               (SELECT min(ts) FROM hot WHERE coin = c.id),
+               (SELECT max(ts) FROM hot WHERE coin = c.id),
+               (SELECT min(ts) FROM hot_recent WHERE coin = c.id),
+               (SELECT max(ts) FROM hot_recent WHERE coin = c.id),
+               (SELECT min(s.min_ts) FROM segment_coin sc JOIN segment s ON s.id = sc.segment
+                 WHERE sc.coin = c.id),
+               (SELECT max(s.max_ts) FROM segment_coin sc JOIN segment s ON s.id = sc.segment
+                 WHERE sc.coin = c.id)
+             FROM coin c ORDER BY c.key",
+        )?;
+        let rows = st.query_map([], |r| {
+            let t = |i: usize| r.get::<_, Option<i64>>(i);
+            let first = [t(3)?, t(5)?, t(7)?].into_iter().flatten().min();
+            let last = [t(4)?, t(6)?, t(8)?].into_iter().flatten().max();
+            Ok(CoinEntry {
+                id: r.get(0)?,
+                symbol: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                name: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                first_ts: first,
+                last_ts: last,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
     fn known(&self, coin: &str) -> Result<i64> {
         self.coin_id(coin)
             .with_context(|| format!("unknown coin `{coin}` (no row of it was ever ingested)"))

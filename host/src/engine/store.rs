@@ -105,7 +105,26 @@ pub struct Store {
     pub(crate) runtime: RefCell<Option<Runtime>>,
     /// The newest hot rows of coins `latest` has read (see [`crate::latest::LatestCache`]).
     pub(crate) latest: RefCell<crate::latest::LatestCache>,
-    _lock: File,
+    /// The data directory's lock; `None` for a reader ([`Store::open_reader`]).
+    _lock: Option<File>,
+    /// A reader's last `PRAGMA data_version` (see [`Store::refresh`]).
+    seen_version: std::cell::Cell<i64>,
+}
+
+/// The coin table: key -> id, and id -> key.
+type CoinMaps = (HashMap<String, i64>, HashMap<i64, String>);
+
+fn load_coins(conn: &Connection) -> Result<CoinMaps> {
+    let mut ids = HashMap::new();
+    let mut keys = HashMap::new();
+    let mut st = conn.prepare("SELECT id, key FROM coin")?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let (id, key): (i64, String) = (r.get(0)?, r.get(1)?);
+        ids.insert(key.clone(), id);
+        keys.insert(id, key);
+    }
+    Ok((ids, keys))
 }
 
 /// What startup recovery found and removed.
@@ -203,17 +222,7 @@ impl Store {
         ))
         .with_context(|| format!("creating the schema in {}", db.display()))?;
 
-        let mut coin_ids = HashMap::new();
-        let mut coin_keys = HashMap::new();
-        {
-            let mut st = conn.prepare("SELECT id, key FROM coin")?;
-            let mut rows = st.query([])?;
-            while let Some(r) = rows.next()? {
-                let (id, key): (i64, String) = (r.get(0)?, r.get(1)?);
-                coin_ids.insert(key.clone(), id);
-                coin_keys.insert(id, key);
-            }
-        }
+        let (coin_ids, coin_keys) = load_coins(&conn)?;
         let recent_rows: i64 =
             conn.query_row("SELECT count(*) FROM hot_recent", [], |r| r.get(0))?;
         let segments: Arc<dyn SegmentStore> = match &options.segment_store {
@@ -233,13 +242,103 @@ impl Store {
             codecs: RefCell::new(HashMap::new()),
             runtime: RefCell::new(None),
             latest: RefCell::default(),
-            _lock: lock,
+            _lock: Some(lock),
+            seen_version: std::cell::Cell::new(0),
         };
         let rec = store.recover()?;
         for p in rec.temp_files.iter().chain(&rec.orphans) {
             tracing::warn!("startup recovery removed {p}");
         }
         Ok(store)
+    }
+
+    /// Opens the data directory `dir` for reading beside the process that holds it (the
+    /// request threads of `strata serve`, beside its writer): no lock, no recovery, no schema
+    /// change, a read-only connection. Call [`refresh`](Self::refresh) before each request and
+    /// read through [`consistent`](Self::consistent).
+    pub fn open_reader(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        let db = dir.join(DB_FILE);
+        let conn = Connection::open_with_flags(
+            &db,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("opening database {} to read", db.display()))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version != SCHEMA_VERSION {
+            bail!(
+                "{} has schema version {version}; a reader needs {SCHEMA_VERSION} (open it once \
+                 with this strata first)",
+                db.display()
+            );
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA cache_size = -{}; PRAGMA temp_store = MEMORY; PRAGMA mmap_size = {};",
+            u64::from(options.cache_mib) * 1024,
+            options.mmap_bytes
+        ))?;
+        let (coin_ids, coin_keys) = load_coins(&conn)?;
+        let segments: Arc<dyn SegmentStore> = match &options.segment_store {
+            Some(s) => s.clone(),
+            None => Arc::new(FsSegmentStore::new(&dir)),
+        };
+        let seen: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        Ok(Store {
+            dir,
+            conn,
+            options,
+            segments,
+            buckets: RefCell::new(HashMap::new()),
+            claimed: RefCell::default(),
+            coin_ids,
+            coin_keys,
+            // Unknown to a reader (the writer changes it): reads always look in hot_recent.
+            recent_rows: 1,
+            codecs: RefCell::new(HashMap::new()),
+            runtime: RefCell::new(None),
+            latest: RefCell::default(),
+            _lock: None,
+            seen_version: std::cell::Cell::new(seen),
+        })
+    }
+
+    /// For a reader: takes in what other connections committed since the last call (the coin
+    /// table, and forgets cached latest rows). Returns whether anything changed. One
+    /// `PRAGMA data_version` when nothing did.
+    pub fn refresh(&mut self) -> Result<bool> {
+        let v: i64 = self
+            .conn
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?;
+        if v == self.seen_version.get() {
+            return Ok(false);
+        }
+        self.seen_version.set(v);
+        let (ids, keys) = load_coins(&self.conn)?;
+        self.coin_ids = ids;
+        self.coin_keys = keys;
+        self.latest.borrow_mut().clear();
+        Ok(true)
+    }
+
+    /// Runs the reads of `f` on one snapshot of the database (one read transaction), so a
+    /// transition committing meanwhile is either wholly seen or not at all. A segment the
+    /// snapshot names may be deleted by that transition before it is read; then `f` runs again
+    /// on a fresh snapshot (up to 3 times).
+    pub fn consistent<T>(&mut self, mut f: impl FnMut(&Store) -> Result<T>) -> Result<T> {
+        let mut tries = 0;
+        loop {
+            self.refresh()?;
+            self.conn.execute_batch("BEGIN")?;
+            let r = f(self);
+            self.conn.execute_batch("COMMIT")?;
+            match r {
+                Err(_) if tries < 3 && self.refresh()? => tries += 1,
+                r => return r,
+            }
+        }
     }
 
     /// The data directory.

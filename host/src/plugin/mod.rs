@@ -679,7 +679,7 @@ impl Runtime {
                 }
             }
         }
-        result.map_err(|e| {
+        let result = result.map_err(|e| {
             let kind = if store.data().limiter.hit {
                 CallErrorKind::Memory(limits.memory_bytes)
             } else if e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
@@ -695,8 +695,52 @@ impl Runtime {
                 function,
                 kind,
             }
-        })
+        });
+        count_call(&meta.name, function, result.as_ref().err().map(|e| &e.kind));
+        result
     }
+}
+
+/// Calls of one plugin function since the process started, and how the failed ones ended
+/// (see [`call_counts`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallCounts {
+    pub calls: u64,
+    /// Ended by a trap (a panic, an out-of-bounds access, a broken contract).
+    pub traps: u64,
+    /// Stopped at the time limit.
+    pub timeouts: u64,
+    /// Stopped at the memory limit.
+    pub memory_limit: u64,
+    /// Stopped at the output cap.
+    pub output_limit: u64,
+}
+
+type CallTable = std::collections::BTreeMap<(String, &'static str), CallCounts>;
+
+static CALLS: std::sync::Mutex<CallTable> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn count_call(plugin: &str, function: &'static str, failed: Option<&CallErrorKind>) {
+    let mut t = CALLS.lock().unwrap_or_else(|p| p.into_inner());
+    let c = t.entry((plugin.to_string(), function)).or_default();
+    c.calls += 1;
+    match failed {
+        Some(CallErrorKind::Trap(_)) => c.traps += 1,
+        Some(CallErrorKind::Timeout(_)) => c.timeouts += 1,
+        Some(CallErrorKind::Memory(_)) => c.memory_limit += 1,
+        Some(CallErrorKind::Output(_)) => c.output_limit += 1,
+        Some(CallErrorKind::Plugin(_)) | None => {}
+    }
+}
+
+/// Every plugin function called in this process so far, by plugin name (as the component
+/// describes itself, cleaned) and function: what `strata serve` exports as metrics.
+pub fn call_counts() -> Vec<(String, &'static str, CallCounts)> {
+    let t = CALLS.lock().unwrap_or_else(|p| p.into_inner());
+    t.iter()
+        .map(|((p, f), c)| (p.clone(), *f, c.clone()))
+        .collect()
 }
 
 /// The WASI clock interfaces as strata's host links them, and their functions.

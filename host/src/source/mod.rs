@@ -384,6 +384,24 @@ impl Iterator for Reader {
 /// The boxed byte stream readers work on: the file, gunzipped when it starts with gzip magic.
 pub(crate) type Input = Box<dyn BufRead + Send>;
 
+/// Milliseconds from `ms`, RFC 3339 or `YYYY-MM-DD` (UTC).
+pub fn parse_time(s: &str) -> Result<i64> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_millis());
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight exists")
+            .and_utc()
+            .timestamp_millis());
+    }
+    bail!("`{s}` is not a time (use ms since 1970, RFC 3339 or YYYY-MM-DD)")
+}
+
 /// Opens `path` for reading in `format`. Fails when the file cannot be opened, the format cannot
 /// be detected, or (for CSV) the header lacks a required column.
 pub fn open(path: &Path, format: Format, opts: &ReadOptions) -> Result<Reader> {
