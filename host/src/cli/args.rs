@@ -365,8 +365,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = strata::source::coinpaprika::DEFAULT_BASE_URL, value_name = "BASE")]
     pub(crate) url: String,
     /// Run the tier transitions at this interval, e.g. `1d` (default: none).
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", conflicts_with = "tier_at")]
     pub(crate) tier_every: Option<humantime::Duration>,
+    /// Run the tier transitions once a day at this time, UTC, e.g. `03:30` (a daily cron
+    /// entry; a run missed while the server was down happens at startup).
+    #[arg(long, value_name = "HH:MM", value_parser = parse_time_of_day)]
+    pub(crate) tier_at: Option<chrono::NaiveTime>,
     /// Policy for the transitions and /v1/plan (default: the built-in default policy).
     #[arg(long, value_name = "FILE")]
     pub(crate) policy: Option<PathBuf>,
@@ -474,4 +478,14 @@ pub(crate) struct BenchArgs {
     /// and archive in it, and an incremental backup to it.
     #[arg(long, value_name = "URL")]
     pub(crate) bucket: Option<String>,
+    /// Also the `strata serve` load figures: GET latest over loopback from wrk (needs wrk).
+    #[arg(long)]
+    pub(crate) serve: bool,
+}
+
+/// `HH:MM` (or `HH:MM:SS`), a time of day.
+fn parse_time_of_day(s: &str) -> Result<chrono::NaiveTime, String> {
+    chrono::NaiveTime::parse_from_str(s, "%H:%M")
+        .or_else(|_| chrono::NaiveTime::parse_from_str(s, "%H:%M:%S"))
+        .map_err(|_| format!("`{s}` is not a time of day like 03:30"))
 }

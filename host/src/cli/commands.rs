@@ -325,6 +325,7 @@ pub(crate) fn serve(g: &Global, a: ServeArgs) -> Result<ExitCode> {
         collect_every,
         url,
         tier_every,
+        tier_at,
         policy,
         write_token_file,
         max_body_mib,
@@ -347,7 +348,11 @@ pub(crate) fn serve(g: &Global, a: ServeArgs) -> Result<ExitCode> {
     cfg.listen = listen;
     cfg.collect_every = collect_every.map(Into::into);
     cfg.collect_url = url;
-    cfg.tier_every = tier_every.map(Into::into);
+    cfg.tier = match (tier_every, tier_at) {
+        (Some(d), _) => Some(strata::serve::writer::Schedule::Every(d.into())),
+        (None, Some(t)) => Some(strata::serve::writer::Schedule::DailyAt(t)),
+        (None, None) => None,
+    };
     cfg.policy = load_policy(policy.as_deref())?;
     cfg.write_token = write_token;
     cfg.max_body_bytes = max_body_mib << 20;
@@ -408,6 +413,7 @@ pub(crate) fn bench(g: &Global, a: BenchArgs) -> Result<ExitCode> {
         dir,
         transition_only,
         bucket,
+        serve,
     } = a;
     let mut cfg = if quick {
         strata::bench::BenchConfig::quick()
@@ -418,6 +424,7 @@ pub(crate) fn bench(g: &Global, a: BenchArgs) -> Result<ExitCode> {
     cfg.dir = dir;
     cfg.transition_only = transition_only;
     cfg.bucket = bucket;
+    cfg.serve = serve;
     let rt = runtime(g)?;
     let figures = strata::bench::run(&cfg, &rt, &mut |m| eprintln!("bench: {m}"))?;
     if json {

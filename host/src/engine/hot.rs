@@ -181,9 +181,9 @@ impl Store {
         }
         if recent {
             self.recent_rows += batch.len() as u64;
-            self.latest.borrow_mut().upsert_batch(batch, &ids);
+            self.latest.upsert_batch(batch, &ids);
         } else {
-            self.latest.borrow_mut().clear();
+            self.latest.clear();
         }
         Ok(IngestStats {
             rows: batch.len() as u64,
@@ -513,6 +513,84 @@ mod tests {
     }
 
     #[test]
+    fn readers_sharing_the_writers_latest_rows_see_each_commit_and_nothing_uncommitted() {
+        let d = tempfile::tempdir().unwrap();
+        let shared = std::sync::Arc::new(crate::latest::SharedLatest::default());
+        let mut w = Store::open(d.path()).unwrap();
+        w.publish_latest(shared.clone());
+        w.ingest(&batch(&[("a", 1, 1.0), ("a", 2, 2.0)]), &[])
+            .unwrap();
+        let mut r = Store::open_reader(d.path(), Default::default()).unwrap();
+        r.use_shared_latest(shared.clone());
+        let mut r2 = Store::open_reader(d.path(), Default::default()).unwrap();
+        r2.use_shared_latest(shared);
+        let newest = |r: &mut Store| {
+            let a = r.consistent(|s| s.latest("a", 2)).unwrap();
+            (a.rows.ts.clone(), a.rows.price.clone())
+        };
+        let cached = |r: &Store| {
+            r.latest_cached("a", 2)
+                .map(|a| (a.rows.ts.clone(), a.rows.price.clone()))
+        };
+        assert_eq!(cached(&r2), None);
+        // One reader's read fills the cache for all; each collection batch the writer commits
+        // is then in it, for every reader, without a read of SQLite.
+        assert_eq!(newest(&mut r), (vec![1, 2], vec![1.0, 2.0]));
+        assert_eq!(cached(&r2), Some((vec![1, 2], vec![1.0, 2.0])));
+        w.ingest(&batch(&[("a", 3, 3.0)]), &[]).unwrap();
+        assert_eq!(cached(&r2), Some((vec![2, 3], vec![2.0, 3.0])));
+        w.ingest(&batch(&[("a", 3, 4.0)]), &[]).unwrap();
+        assert_eq!(cached(&r), Some((vec![2, 3], vec![2.0, 4.0])));
+        // A write that rolls back publishes nothing.
+        let failed: Result<()> = w.write_txn(|s| {
+            s.ingest_in_txn(&batch(&[("a", 9, 9.0)]), &[])?;
+            anyhow::bail!("given up")
+        });
+        assert!(failed.is_err());
+        assert_eq!(cached(&r), Some((vec![2, 3], vec![2.0, 4.0])));
+        assert_eq!(newest(&mut r2), (vec![2, 3], vec![2.0, 4.0]));
+        // Rows removed from the hot tier empty the cache; the next read fills it again.
+        w.write_txn(|s| {
+            s.drop_hot_before(3, &[s.coin_id("a").unwrap()], 2)?;
+            s.latest.clear();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(cached(&r), None);
+        let a = r.consistent(|s| s.latest("a", 1)).unwrap();
+        assert_eq!((a.rows.ts[0], a.rows.price[0]), (3, 4.0));
+    }
+
+    #[test]
+    fn a_shared_latest_fill_that_a_commit_overtook_is_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let shared = std::sync::Arc::new(crate::latest::SharedLatest::default());
+        let mut w = Store::open(d.path()).unwrap();
+        w.publish_latest(shared.clone());
+        w.ingest(&batch(&[("a", 1, 1.0)]), &[]).unwrap();
+        let mut r = Store::open_reader(d.path(), Default::default()).unwrap();
+        r.use_shared_latest(shared);
+        let a = r.coin_id("a").unwrap();
+        r.consistent(|s| s.latest("a", 1)).unwrap();
+        w.write_txn(|s| {
+            s.latest.clear();
+            Ok(())
+        })
+        .unwrap();
+        // A reader read the old rows, then the writer committed a newer one: the old rows
+        // never enter the cache.
+        let token = r.latest.before_read();
+        let old = vec![(1, [1.0, f64::NAN, f64::NAN, f64::NAN], 0)];
+        w.ingest(&batch(&[("a", 2, 2.0)]), &[]).unwrap();
+        r.latest.fill(a, old.clone(), token);
+        assert!(!r.latest.has(a));
+        // Without a commit in between, they do.
+        let token = r.latest.before_read();
+        r.latest.fill(a, old, token);
+        assert!(r.latest.has(a));
+    }
+
+    #[test]
     fn floats_survive_bit_for_bit() {
         let d = tempfile::tempdir().unwrap();
         let mut s = Store::open(d.path()).unwrap();
@@ -683,7 +761,7 @@ mod tests {
             let mut bad = batch(&[("a", 1700, 1.0)]);
             bad.ts[0] = -1;
             assert!(s.ingest(&bad, &[]).is_err());
-            assert!(s.latest.borrow().get(s.coin_id("a").unwrap()).is_none());
+            assert!(!s.latest.has(s.coin_id("a").unwrap()));
         }
         // Replay on a fresh store, reading without a warm cache after each batch.
         let d2 = tempfile::tempdir().unwrap();
@@ -692,7 +770,7 @@ mod tests {
         for (b, want) in batches.iter().zip(&cached) {
             s.ingest(&batch(b), &[]).unwrap();
             let got = answers(&s);
-            s.latest.borrow_mut().clear();
+            s.latest.clear();
             for (g, w) in got.iter().zip(want) {
                 assert!(g.bit_eq(w), "{g:?}\n{w:?}");
             }

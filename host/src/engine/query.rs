@@ -125,12 +125,34 @@ impl Store {
         self.latest_with(coin, n, false)
     }
 
+    /// [`latest`](Self::latest) when the latest-rows cache alone can answer it (no SQLite
+    /// read): the coin's entry is there and holds `n` rows.
+    pub fn latest_cached(&self, coin: &str, n: usize) -> Option<Answer> {
+        let id = self.coin_id(coin)?;
+        if n > LATEST_CACHE_ROWS {
+            return None;
+        }
+        let rows = self.latest.get(id, n)?;
+        let mut b = Batch::with_capacity(n);
+        b.coins.push(coin.to_string());
+        for &(ts, f, rank) in rows.iter().rev() {
+            b.push(0, ts, f[0], f[1], f[2], f[3], rank);
+        }
+        let hot: Rc<str> = Rc::from("hot");
+        Some(Answer {
+            rows: b,
+            tier: vec![hot; n],
+            skipped: Vec::new(),
+        })
+    }
+
     /// [`latest`](Self::latest), skipping damaged segments as [`query_with`](Self::query_with)
     /// does.
     pub fn latest_with(&self, coin: &str, n: usize, skip_damaged: bool) -> Result<Answer> {
         let id = self.known(coin)?;
         if n <= LATEST_CACHE_ROWS {
-            if self.latest.borrow().get(id).is_none() {
+            if !self.latest.has(id) {
+                let token = self.latest.before_read();
                 let mut h = single(coin);
                 self.hot_read(
                     id,
@@ -146,22 +168,10 @@ impl Store {
                         (h.ts[r], f, h.rank[r])
                     })
                     .collect();
-                self.latest.borrow_mut().fill(id, rows);
+                self.latest.fill(id, rows, token);
             }
-            let cache = self.latest.borrow();
-            let rows = cache.get(id).expect("just filled");
-            if rows.len() >= n {
-                let mut b = Batch::with_capacity(n);
-                b.coins.push(coin.to_string());
-                for &(ts, f, rank) in rows[..n].iter().rev() {
-                    b.push(0, ts, f[0], f[1], f[2], f[3], rank);
-                }
-                let hot: Rc<str> = Rc::from("hot");
-                return Ok(Answer {
-                    rows: b,
-                    tier: vec![hot; n],
-                    skipped: Vec::new(),
-                });
+            if let Some(a) = self.latest_cached(coin, n) {
+                return Ok(a);
             }
             // Fewer than n hot rows: the rest comes from colder tiers.
         }

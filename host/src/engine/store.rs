@@ -103,8 +103,9 @@ pub struct Store {
     /// Codecs by component sha256, for reading segments.
     pub(crate) codecs: RefCell<HashMap<String, Rc<CodecPlugin>>>,
     pub(crate) runtime: RefCell<Option<Runtime>>,
-    /// The newest hot rows of coins `latest` has read (see [`crate::latest::LatestCache`]).
-    pub(crate) latest: RefCell<crate::latest::LatestCache>,
+    /// The newest hot rows of coins `latest` has read: the store's own, or a process's shared
+    /// one (see [`crate::latest::SharedLatest`]).
+    pub(crate) latest: crate::latest::Latest,
     /// The data directory's lock; `None` for a reader ([`Store::open_reader`]).
     _lock: Option<File>,
     /// A reader's last `PRAGMA data_version` (see [`Store::refresh`]).
@@ -241,7 +242,7 @@ impl Store {
             recent_rows: recent_rows as u64,
             codecs: RefCell::new(HashMap::new()),
             runtime: RefCell::new(None),
-            latest: RefCell::default(),
+            latest: Default::default(),
             _lock: Some(lock),
             seen_version: std::cell::Cell::new(0),
         };
@@ -298,10 +299,24 @@ impl Store {
             recent_rows: 1,
             codecs: RefCell::new(HashMap::new()),
             runtime: RefCell::new(None),
-            latest: RefCell::default(),
+            latest: Default::default(),
             _lock: None,
             seen_version: std::cell::Cell::new(seen),
         })
+    }
+
+    /// Makes this store (the process's one writer) publish the latest rows each of its commits
+    /// leaves to `shared`, which the process's readers answer from
+    /// ([`use_shared_latest`](Self::use_shared_latest)).
+    pub fn publish_latest(&mut self, shared: Arc<crate::latest::SharedLatest>) {
+        self.latest = crate::latest::Latest::writer_of(shared);
+    }
+
+    /// Makes this reader answer `latest` from `shared`, kept current by the process's writer
+    /// ([`publish_latest`](Self::publish_latest)), instead of a cache of its own that every
+    /// commit empties.
+    pub fn use_shared_latest(&mut self, shared: Arc<crate::latest::SharedLatest>) {
+        self.latest = crate::latest::Latest::reader_of(shared);
     }
 
     /// For a reader: takes in what other connections committed since the last call (the coin
@@ -316,10 +331,17 @@ impl Store {
             return Ok(false);
         }
         self.seen_version.set(v);
-        let (ids, keys) = load_coins(&self.conn)?;
-        self.coin_ids = ids;
-        self.coin_keys = keys;
-        self.latest.borrow_mut().clear();
+        // Coins are only ever added: the coin table is read again only when it grew.
+        let count: i64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM coin")?
+            .query_row([], |r| r.get(0))?;
+        if count as usize != self.coin_ids.len() {
+            let (ids, keys) = load_coins(&self.conn)?;
+            self.coin_ids = ids;
+            self.coin_keys = keys;
+        }
+        self.latest.others_committed();
         Ok(true)
     }
 
@@ -331,9 +353,11 @@ impl Store {
         let mut tries = 0;
         loop {
             self.refresh()?;
-            self.conn.execute_batch("BEGIN")?;
+            self.latest.snapshot_begins();
+            self.conn.prepare_cached("BEGIN")?.execute([])?;
             let r = f(self);
-            self.conn.execute_batch("COMMIT")?;
+            self.latest.snapshot_ends();
+            self.conn.prepare_cached("COMMIT")?.execute([])?;
             match r {
                 Err(_) if tries < 3 && self.refresh()? => tries += 1,
                 r => return r,
@@ -497,6 +521,7 @@ impl Store {
         let done = f(self).and_then(|v| {
             crate::crash::point("before-commit").context("committing")?;
             self.conn.execute_batch("COMMIT").context("committing")?;
+            self.latest.committed();
             Ok(v)
         });
         match done {
@@ -506,7 +531,7 @@ impl Store {
             }
             Err(e) => {
                 let _ = self.conn.execute_batch("ROLLBACK");
-                self.latest.borrow_mut().clear();
+                self.latest.rolled_back();
                 self.reload_coins()?;
                 self.recent_rows =
                     self.conn

@@ -55,6 +55,8 @@ struct Inner {
     metrics: Arc<Metrics>,
     status: Arc<Mutex<Status>>,
     writer: WriterHandle,
+    /// The writer's latest rows, shared by every reader.
+    latest: Arc<crate::latest::SharedLatest>,
     plan: OnceLock<Result<Value, String>>,
     plugins: OnceLock<Result<Value, String>>,
 }
@@ -66,6 +68,7 @@ impl AppState {
         metrics: Arc<Metrics>,
         status: Arc<Mutex<Status>>,
         writer: WriterHandle,
+        latest: Arc<crate::latest::SharedLatest>,
     ) -> AppState {
         let reader_options = StoreOptions {
             cache_mib: 32,
@@ -83,6 +86,7 @@ impl AppState {
                 metrics,
                 status,
                 writer,
+                latest,
                 plan: OnceLock::new(),
                 plugins: OnceLock::new(),
             }),
@@ -172,8 +176,9 @@ fn with_reader<T>(
         let mut r = r.borrow_mut();
         let s = &state.inner;
         if !r.contains_key(&s.data) {
-            let store = Store::open_reader(&s.data, s.reader_options.clone())
+            let mut store = Store::open_reader(&s.data, s.reader_options.clone())
                 .map_err(ApiError::internal)?;
+            store.use_shared_latest(s.latest.clone());
             store.set_runtime(s.runtime.clone());
             r.insert(s.data.clone(), store);
         }
@@ -295,31 +300,10 @@ fn time_text(ms: i64) -> String {
 /// A coin's rows as JSON or CSV: time, tier, the five fields, then extra (rollup) columns.
 fn answer_response(a: &Answer, coin: &str, format: OutFormat) -> Response {
     let b = &a.rows;
-    let num = |v: f64| if v.is_nan() { Value::Null } else { json!(v) };
     match format {
         OutFormat::Json => {
-            let rows: Vec<Value> = (0..b.len())
-                .map(|r| {
-                    let mut o = serde_json::Map::new();
-                    o.insert("ts".into(), json!(b.ts[r]));
-                    o.insert("time".into(), json!(time_text(b.ts[r])));
-                    o.insert("tier".into(), json!(&*a.tier[r]));
-                    o.insert("price".into(), num(b.price[r]));
-                    o.insert("market_cap".into(), num(b.market_cap[r]));
-                    o.insert("volume".into(), num(b.volume[r]));
-                    o.insert("supply".into(), num(b.supply[r]));
-                    o.insert("rank".into(), json!(b.rank[r]));
-                    for c in &b.extra {
-                        o.insert(c.name.clone(), num(c.values[r]));
-                    }
-                    Value::Object(o)
-                })
-                .collect();
-            let mut body = json!({ "coin": coin, "rows": rows });
-            if !a.skipped.is_empty() {
-                body["skipped"] = json!(a.skipped);
-            }
-            axum::Json(body).into_response()
+            let body = serde_json::to_vec(&RowsJson { coin, a }).expect("rows serialize");
+            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
         OutFormat::Csv => {
             use std::fmt::Write;
@@ -360,6 +344,64 @@ fn answer_response(a: &Answer, coin: &str, format: OutFormat) -> Response {
     }
 }
 
+/// `{"coin": …, "rows": [{"ts", "time", "tier", "price", …, extra columns}], "skipped"?}`,
+/// written straight from the answer's columns.
+struct RowsJson<'a> {
+    coin: &'a str,
+    a: &'a Answer,
+}
+
+struct RowJson<'a> {
+    a: &'a Answer,
+    r: usize,
+}
+
+struct RowList<'a>(&'a Answer);
+
+/// A float, or `null` for NaN (JSON has no NaN).
+fn num(v: f64) -> Option<f64> {
+    (!v.is_nan()).then_some(v)
+}
+
+impl serde::Serialize for RowsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("coin", self.coin)?;
+        m.serialize_entry("rows", &RowList(self.a))?;
+        if !self.a.skipped.is_empty() {
+            m.serialize_entry("skipped", &self.a.skipped)?;
+        }
+        m.end()
+    }
+}
+
+impl serde::Serialize for RowList<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq((0..self.0.len()).map(|r| RowJson { a: self.0, r }))
+    }
+}
+
+impl serde::Serialize for RowJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (b, r) = (&self.a.rows, self.r);
+        let mut m = s.serialize_map(Some(8 + b.extra.len()))?;
+        m.serialize_entry("ts", &b.ts[r])?;
+        m.serialize_entry("time", &time_text(b.ts[r]))?;
+        m.serialize_entry("tier", &*self.a.tier[r])?;
+        m.serialize_entry("price", &num(b.price[r]))?;
+        m.serialize_entry("market_cap", &num(b.market_cap[r]))?;
+        m.serialize_entry("volume", &num(b.volume[r]))?;
+        m.serialize_entry("supply", &num(b.supply[r]))?;
+        m.serialize_entry("rank", &b.rank[r])?;
+        for c in &b.extra {
+            m.serialize_entry(&c.name, &num(c.values[r]))?;
+        }
+        m.end()
+    }
+}
+
 fn unknown_coin(s: &Store, coin: &str) -> Result<(), ApiError> {
     match s.coin_id(coin) {
         Some(_) => Ok(()),
@@ -394,13 +436,20 @@ async fn latest(
         },
     };
     let format = out_format(p.format.as_deref())?;
-    // The newest rows are nearly always in the reader's cache: answered on this thread.
+    // The newest rows are nearly always in the shared latest-rows cache, which the writer keeps
+    // current: answered on this thread, without SQLite. A coin this reader has not seen yet may
+    // have been added since its coin table was read.
     with_reader(&state, |s| {
-        s.refresh().map_err(ApiError::internal)?;
+        if s.coin_id(&coin).is_none() {
+            s.refresh().map_err(ApiError::internal)?;
+        }
         unknown_coin(s, &coin)?;
-        let a = s
-            .consistent(|s| s.latest(&coin, n))
-            .map_err(ApiError::internal)?;
+        let a = match s.latest_cached(&coin, n) {
+            Some(a) => a,
+            None => s
+                .consistent(|s| s.latest(&coin, n))
+                .map_err(ApiError::internal)?,
+        };
         Ok(answer_response(&a, &coin, format))
     })
 }

@@ -42,8 +42,8 @@ pub struct ServeConfig {
     pub collect_every: Option<Duration>,
     /// The Coinpaprika API base URL.
     pub collect_url: String,
-    /// Run the tier transitions this often (off: `None`).
-    pub tier_every: Option<Duration>,
+    /// When to run the tier transitions (off: `None`).
+    pub tier: Option<writer::Schedule>,
     /// The policy the transitions and `/v1/plan` use.
     pub policy: Policy,
     /// The bearer token `POST /v1/ingest` needs; without one the server takes no writes.
@@ -65,7 +65,7 @@ impl ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             collect_every: None,
             collect_url: crate::source::coinpaprika::DEFAULT_BASE_URL.to_string(),
-            tier_every: None,
+            tier: None,
             policy: crate::policy::default_policy(),
             write_token: None,
             max_body_bytes: 64 << 20,
@@ -90,15 +90,23 @@ impl Server {
     pub fn start(cfg: ServeConfig, rt: Runtime) -> Result<Server> {
         let metrics = Arc::new(metrics::Metrics::new());
         let status = Arc::new(Mutex::new(writer::Status::default()));
+        // The writer publishes each commit's newest rows here; readers answer `latest` from it.
+        let latest = Arc::new(crate::latest::SharedLatest::default());
         let (jobs, rx) = std::sync::mpsc::channel();
         // The store and its codecs live on the writer thread (they are not `Send`): it opens
         // them and says whether that worked before it takes jobs.
         let (opened_tx, opened) = std::sync::mpsc::sync_channel::<Result<()>>(1);
         let open = {
-            let (cfg, rt, status, metrics) =
-                (cfg.clone(), rt.clone(), status.clone(), metrics.clone());
+            let (cfg, rt, status, metrics, latest) = (
+                cfg.clone(),
+                rt.clone(),
+                status.clone(),
+                metrics.clone(),
+                latest.clone(),
+            );
             move || -> Result<writer::Writer> {
-                let store = Store::open_with(&cfg.data, cfg.store_options.clone())?;
+                let mut store = Store::open_with(&cfg.data, cfg.store_options.clone())?;
+                store.publish_latest(latest);
                 store.set_runtime(rt.clone());
                 let plan = Plan::from_policy(&rt, &cfg.policy)?;
                 let client = match cfg.collect_every {
@@ -112,8 +120,8 @@ impl Server {
                     store,
                     plan,
                     client,
-                    collect_every: cfg.collect_every,
-                    tier_every: cfg.tier_every,
+                    collect: cfg.collect_every.map(writer::Schedule::Every),
+                    tier: cfg.tier,
                     status,
                     metrics,
                 })
@@ -121,13 +129,16 @@ impl Server {
         };
         let writer = std::thread::Builder::new()
             .name("strata-writer".into())
-            .spawn(move || match open() {
-                Ok(w) => {
-                    let _ = opened_tx.send(Ok(()));
-                    w.run(rx)
-                }
-                Err(e) => {
-                    let _ = opened_tx.send(Err(e));
+            .spawn(move || {
+                background_priority();
+                match open() {
+                    Ok(w) => {
+                        let _ = opened_tx.send(Ok(()));
+                        w.run(rx)
+                    }
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(e));
+                    }
                 }
             })?;
         opened
@@ -144,6 +155,7 @@ impl Server {
             metrics,
             status,
             writer::WriterHandle { jobs: jobs.clone() },
+            latest,
         );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let http = std::thread::Builder::new()
@@ -238,5 +250,20 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.stop_inner();
+    }
+}
+
+/// Lowers the calling thread's CPU priority (nice 10; the threads it starts inherit it), so the
+/// writer's collections and transitions take the cores requests leave idle: on a small server
+/// an hourly batch or a day's transition then costs readers throughput but little latency.
+/// Best effort: without it the service works the same, with slower reads while it writes.
+pub(crate) fn background_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread's own id.
+    unsafe {
+        let tid = libc::gettid();
+        if libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10) != 0 {
+            tracing::debug!("could not lower the writer thread's priority");
+        }
     }
 }

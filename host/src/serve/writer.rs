@@ -33,11 +33,49 @@ pub(crate) enum Job {
     Stop,
 }
 
+/// When a scheduled job runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    /// This long after the end of its previous run.
+    Every(Duration),
+    /// Once a day at this time of day (UTC), like a daily cron entry.
+    DailyAt(chrono::NaiveTime),
+}
+
+impl Schedule {
+    /// The first time after `t` (ms UTC) the schedule fires.
+    pub fn after(&self, t: i64) -> i64 {
+        match *self {
+            Schedule::Every(d) => t + d.as_millis() as i64,
+            Schedule::DailyAt(at) => {
+                let day = chrono::DateTime::from_timestamp_millis(t)
+                    .unwrap_or_default()
+                    .date_naive();
+                let today = day.and_time(at).and_utc().timestamp_millis();
+                if today > t { today } else { today + 86_400_000 }
+            }
+        }
+    }
+
+    /// When to run first after a (re)start at `now`: at the time the schedule fired after the
+    /// last successful run, or now if that passed while the server was down. A period with no
+    /// run yet starts now; a time of day waits for it.
+    pub fn first(&self, last_success: Option<i64>, now: i64) -> i64 {
+        match (self, last_success) {
+            (_, Some(last)) => self.after(last).max(now),
+            (Schedule::Every(_), None) => now,
+            (Schedule::DailyAt(_), None) => self.after(now),
+        }
+    }
+}
+
 /// One schedule's state, as `GET /v1/status` and the dashboard show it.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct ScheduleState {
-    /// The period, in seconds (`null`: off).
+    /// The period, in seconds (`null`: off or a time of day).
     pub every_secs: Option<f64>,
+    /// The time of day it runs at, `HH:MM` UTC (`null`: off or a period).
+    pub daily_at_utc: Option<String>,
     pub runs: u64,
     pub failures: u64,
     /// Times in ms UTC.
@@ -61,8 +99,8 @@ pub(crate) struct Writer {
     pub store: Store,
     pub plan: Plan,
     pub client: Option<Client>,
-    pub collect_every: Option<Duration>,
-    pub tier_every: Option<Duration>,
+    pub collect: Option<Schedule>,
+    pub tier: Option<Schedule>,
     pub status: Arc<Mutex<Status>>,
     pub metrics: Arc<Metrics>,
 }
@@ -77,12 +115,20 @@ fn now_ms() -> i64 {
 impl Writer {
     /// Runs jobs and schedules until [`Job::Stop`] or every sender is gone.
     pub fn run(mut self, jobs: Receiver<Job>) {
-        let mut next_collect = self.first_run(COLLECT_KEY, self.collect_every);
-        let mut next_tier = self.first_run(TIER_KEY, self.tier_every);
+        let mut next_collect = self.first_run(COLLECT_KEY, self.collect);
+        let mut next_tier = self.first_run(TIER_KEY, self.tier);
         {
-            let mut st = self.status.lock().expect("status lock");
-            st.collect.every_secs = self.collect_every.map(|d| d.as_secs_f64());
-            st.tier.every_secs = self.tier_every.map(|d| d.as_secs_f64());
+            let mut guard = self.status.lock().expect("status lock");
+            let st = &mut *guard;
+            for (s, st) in [(self.collect, &mut st.collect), (self.tier, &mut st.tier)] {
+                match s {
+                    Some(Schedule::Every(d)) => st.every_secs = Some(d.as_secs_f64()),
+                    Some(Schedule::DailyAt(t)) => {
+                        st.daily_at_utc = Some(t.format("%H:%M").to_string())
+                    }
+                    None => {}
+                }
+            }
             st.collect.next_run_ms = next_collect;
             st.tier.next_run_ms = next_tier;
             st.collect.last_success_ms = self.last_success(COLLECT_KEY);
@@ -115,17 +161,17 @@ impl Writer {
                 None => {}
             }
             let now = now_ms();
-            if let (Some(at), Some(every)) = (next_collect, self.collect_every)
+            if let (Some(at), Some(s)) = (next_collect, self.collect)
                 && at <= now
             {
                 self.collect();
-                next_collect = Some(now_ms() + every.as_millis() as i64);
+                next_collect = Some(s.after(now_ms()));
             }
-            if let (Some(at), Some(every)) = (next_tier, self.tier_every)
+            if let (Some(at), Some(s)) = (next_tier, self.tier)
                 && at <= now
             {
                 self.tier();
-                next_tier = Some(now_ms() + every.as_millis() as i64);
+                next_tier = Some(s.after(now_ms()));
             }
             let mut st = self.status.lock().expect("status lock");
             st.collect.next_run_ms = next_collect;
@@ -137,13 +183,9 @@ impl Writer {
         self.store.meta(key).ok().flatten()?.parse().ok()
     }
 
-    /// When a schedule runs first: its last success plus its period, or now.
-    fn first_run(&self, key: &str, every: Option<Duration>) -> Option<i64> {
-        let every = every?.as_millis() as i64;
-        Some(match self.last_success(key) {
-            Some(last) => (last + every).max(now_ms()),
-            None => now_ms(),
-        })
+    /// When a schedule runs first (see [`Schedule::first`]).
+    fn first_run(&self, key: &str, s: Option<Schedule>) -> Option<i64> {
+        Some(s?.first(self.last_success(key), now_ms()))
     }
 
     /// Marks a schedule running, or done (with the time it succeeded), keeping the books.
@@ -258,5 +300,46 @@ impl WriterHandle {
             .ok()
             .context("the writer has stopped")?;
         rx.await.context("the writer has stopped")?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(t: &str) -> i64 {
+        crate::source::parse_time(t).unwrap()
+    }
+
+    #[test]
+    fn a_period_runs_now_then_counts_from_the_last_success() {
+        let hour = Schedule::Every(Duration::from_secs(3600));
+        let now = ms("2026-01-02T10:00:00Z");
+        assert_eq!(hour.first(None, now), now);
+        assert_eq!(hour.first(Some(now - 600_000), now), now + 3_000_000);
+        // Down for longer than the period: the missed run happens at once.
+        assert_eq!(hour.first(Some(now - 7_200_000), now), now);
+        assert_eq!(hour.after(now), now + 3_600_000);
+    }
+
+    #[test]
+    fn a_time_of_day_waits_for_it_and_catches_up_a_missed_day() {
+        let at = Schedule::DailyAt(chrono::NaiveTime::from_hms_opt(3, 30, 0).unwrap());
+        let now = ms("2026-01-02T10:00:00Z");
+        assert_eq!(at.after(now), ms("2026-01-03T03:30:00Z"));
+        assert_eq!(
+            at.after(ms("2026-01-02T03:29:59Z")),
+            ms("2026-01-02T03:30:00Z")
+        );
+        assert_eq!(
+            at.after(ms("2026-01-02T03:30:00Z")),
+            ms("2026-01-03T03:30:00Z")
+        );
+        assert_eq!(at.first(None, now), ms("2026-01-03T03:30:00Z"));
+        // Ran this morning: next is tomorrow's.
+        let today = ms("2026-01-02T03:30:05Z");
+        assert_eq!(at.first(Some(today), now), ms("2026-01-03T03:30:00Z"));
+        // Last ran the day before yesterday: today's 03:30 was missed, so now.
+        assert_eq!(at.first(Some(ms("2025-12-31T03:30:05Z")), now), now);
     }
 }

@@ -40,6 +40,8 @@ pub struct BenchConfig {
     pub transition_only: bool,
     /// A bucket (`s3://bucket/prefix`) for the object-storage figures; none without it.
     pub bucket: Option<String>,
+    /// Also the `strata serve` load figures (needs `wrk` on PATH).
+    pub serve: bool,
 }
 
 impl BenchConfig {
@@ -54,6 +56,7 @@ impl BenchConfig {
             dir: None,
             transition_only: false,
             bucket: None,
+            serve: false,
         }
     }
 
@@ -68,6 +71,7 @@ impl BenchConfig {
             dir: None,
             transition_only: false,
             bucket: None,
+            serve: false,
         }
     }
 }
@@ -225,6 +229,20 @@ fn hot_figures(
     // 3. Latest 10 rows of a coin.
     figures.push(latest_figure(&store, &history)?);
 
+    // 3b. The same over HTTP, from `strata serve` on a copy of this store.
+    if cfg.serve {
+        drop(store);
+        let dir = root.join("serve");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::copy(
+            root.join("hot").join(crate::store::DB_FILE),
+            dir.join(crate::store::DB_FILE),
+        )?;
+        serve_figures(rt, &dir, &history.coins, &mut generator, figures, progress)?;
+        std::fs::remove_dir_all(&dir)?;
+        store = Store::open_with(root.join("hot"), StoreOptions::default())?;
+    }
+
     // 4a. The shipped policy at full coin scale: the whole hot tier ages into warm at once,
     // ~846 coins per warm segment as in production.
     store.set_runtime(rt.clone());
@@ -265,6 +283,165 @@ fn hot_figures(
             figures,
             progress,
         )?;
+    }
+    Ok(())
+}
+
+/// What `wrk` measured.
+struct WrkRun {
+    requests_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    requests: u64,
+}
+
+/// Runs `wrk` (one thread, 32 keep-alive connections) with `script` against `url` for `secs`.
+fn run_wrk(script: &std::path::Path, url: &str, secs: u32) -> Result<WrkRun> {
+    let out = std::process::Command::new("wrk")
+        .args(["-t1", "-c32", &format!("-d{secs}s"), "--latency", "-s"])
+        .arg(script)
+        .arg(url)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    anyhow::ensure!(
+        out.status.success(),
+        "wrk failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    anyhow::ensure!(
+        !text.contains("Non-2xx") && !text.contains("Socket errors"),
+        "wrk saw failed requests:\n{text}"
+    );
+    let ms = |v: &str| -> Option<f64> {
+        let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic())?);
+        let n: f64 = num.parse().ok()?;
+        Some(match unit {
+            "us" => n / 1e3,
+            "ms" => n,
+            "s" => n * 1e3,
+            _ => return None,
+        })
+    };
+    let field = |prefix: &str| {
+        text.lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(prefix).map(|r| r.trim().to_string()))
+    };
+    let parse = || -> Option<WrkRun> {
+        Some(WrkRun {
+            requests_per_sec: field("Requests/sec:")?.parse().ok()?,
+            p50_ms: ms(&field("50%")?)?,
+            p99_ms: ms(&field("99%")?)?,
+            requests: text
+                .lines()
+                .find(|l| l.contains("requests in"))?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()?,
+        })
+    };
+    anyhow::Context::with_context(parse(), || format!("could not read wrk's output:\n{text}"))
+}
+
+/// `strata serve` on a copy of the full-scale hot store: `GET /v1/coins/{id}/latest?n=10` for
+/// random coins from `wrk`, quiet and while hourly batches are ingested back to back.
+fn serve_figures(
+    rt: &Runtime,
+    dir: &std::path::Path,
+    coins: &[String],
+    generator: &mut Generator,
+    figures: &mut Vec<Figure>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<()> {
+    let has_wrk = std::process::Command::new("wrk")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !has_wrk {
+        progress("no wrk on PATH: skipping the serve figures (apt-get install wrk)");
+        return Ok(());
+    }
+    let mut sc = crate::serve::ServeConfig::new(dir);
+    sc.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = crate::serve::Server::start(sc, rt.clone())?;
+    let script = dir.join("latest.lua");
+    let ids: Vec<String> = coins.iter().map(|c| format!("\"{c}\"")).collect();
+    std::fs::write(
+        &script,
+        format!(
+            "local ids = {{{}}}\nmath.randomseed(42)\nrequest = function()\n  return \
+             wrk.format(\"GET\", \"/v1/coins/\" .. ids[math.random(#ids)] .. \"/latest?n=10\")\nend\n",
+            ids.join(",")
+        ),
+    )?;
+    let url = format!("http://{}", server.addr());
+    progress("serve: warming up (every reader opens its store)");
+    run_wrk(&script, &url, 2)?;
+    progress("serve: wrk, latest 10 rows, 10 s");
+    let quiet = run_wrk(&script, &url, 10)?;
+    progress("serve: wrk, latest 10 rows, 10 s, while hourly batches are ingested");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (loaded, batches) = std::thread::scope(|scope| -> Result<(WrkRun, Vec<Duration>)> {
+        let writer = scope.spawn(|| -> Result<Vec<Duration>> {
+            // This thread stands in for the collector (fetching and parsing a batch), which
+            // runs on the writer thread at its priority.
+            crate::serve::background_priority();
+            let mut times = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let batch = generator.next_batch().expect("enough steps");
+                let t = Instant::now();
+                server.ingest_chunk(crate::source::Chunk {
+                    batch,
+                    ..Default::default()
+                })?;
+                times.push(t.elapsed());
+            }
+            Ok(times)
+        });
+        let run = run_wrk(&script, &url, 10);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let times = writer.join().expect("the ingest thread does not panic")?;
+        Ok((run?, times))
+    })?;
+    server.stop()?;
+    let scale = |r: &WrkRun, extra: &str| {
+        format!(
+            "{} requests from wrk (1 thread, 32 keep-alive connections) for random coins of {} \
+             in a hot tier of 30 days hourly; p50 {:.2} ms{extra}",
+            r.requests,
+            coins.len(),
+            r.p50_ms
+        )
+    };
+    let during = format!(
+        "; meanwhile {} hourly batches of {} coins ingested back to back (p50 {:.1} ms each)",
+        batches.len(),
+        coins.len(),
+        pct(&mut batches.clone(), 0.5).as_secs_f64() * 1e3
+    );
+    for (r, what, extra) in [
+        (&quiet, "", String::new()),
+        (&loaded, ", while ingesting hourly batches", during),
+    ] {
+        figures.push(Figure {
+            name: format!("serve: GET latest 10 rows over HTTP{what}"),
+            value: r.requests_per_sec,
+            unit: "req/s".into(),
+            target: 20_000.0,
+            higher_is_better: true,
+            prototype: None,
+            scale: scale(r, &extra),
+        });
+        figures.push(Figure {
+            name: format!("serve: GET latest 10 rows over HTTP{what} (p99)"),
+            value: r.p99_ms,
+            unit: "ms".into(),
+            target: 5.0,
+            higher_is_better: false,
+            prototype: None,
+            scale: scale(r, &extra),
+        });
     }
     Ok(())
 }

@@ -310,7 +310,7 @@ impl Store {
                 s.commit_written(w)?;
             }
             s.drop_hot_before(cut, &moved.coins, report.rows_read)?;
-            s.latest.borrow_mut().clear();
+            s.latest.clear();
             Ok(())
         })?;
         tracing::debug!(
