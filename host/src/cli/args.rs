@@ -302,6 +302,9 @@ pub(crate) struct DemoArgs {
     pub(crate) hourly_days: i64,
     #[arg(long, default_value_t = 2026)]
     pub(crate) seed: u64,
+    /// Age through this policy instead of the default one (to compare policies).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) policy: Option<PathBuf>,
 }
 
 /// Arguments of `strata generate`.
@@ -481,6 +484,9 @@ pub(crate) struct BenchArgs {
     /// Also the `strata serve` load figures: GET latest over loopback from wrk (needs wrk).
     #[arg(long)]
     pub(crate) serve: bool,
+    /// The policy of the transition and range figures (default: policies/all-columnar.toml).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) policy: Option<PathBuf>,
 }
 
 /// `HH:MM` (or `HH:MM:SS`), a time of day.

@@ -180,11 +180,13 @@ pub(crate) fn demo(g: &Global, a: DemoArgs) -> Result<ExitCode> {
         coins,
         hourly_days,
         seed,
+        policy,
     } = a;
     let cfg = strata::demo::DemoConfig {
         coins,
         hourly_days,
         seed,
+        policy: policy.map(|p| load_policy(Some(&p))).transpose()?,
         ..Default::default()
     };
     run_demo(g, &cfg)?;
@@ -414,6 +416,7 @@ pub(crate) fn bench(g: &Global, a: BenchArgs) -> Result<ExitCode> {
         transition_only,
         bucket,
         serve,
+        policy,
     } = a;
     let mut cfg = if quick {
         strata::bench::BenchConfig::quick()
@@ -425,6 +428,9 @@ pub(crate) fn bench(g: &Global, a: BenchArgs) -> Result<ExitCode> {
     cfg.transition_only = transition_only;
     cfg.bucket = bucket;
     cfg.serve = serve;
+    if let Some(p) = policy {
+        cfg.policy = load_policy(Some(&p))?;
+    }
     let rt = runtime(g)?;
     let figures = strata::bench::run(&cfg, &rt, &mut |m| eprintln!("bench: {m}"))?;
     if json {

@@ -13,7 +13,7 @@ use strata_plugin_sdk::Batch;
 use crate::generate::{GenConfig, Generator};
 use crate::ingest::Mode;
 use crate::plugin::Runtime;
-use crate::policy::all_columnar_policy;
+use crate::policy::{Policy, all_columnar_policy};
 use crate::store::{Store, StoreOptions};
 use crate::tiering::{Plan, tiers_from_policy};
 
@@ -42,6 +42,8 @@ pub struct BenchConfig {
     pub bucket: Option<String>,
     /// Also the `strata serve` load figures (needs `wrk` on PATH).
     pub serve: bool,
+    /// The policy of the transition and range figures (all-columnar unless set).
+    pub policy: Policy,
 }
 
 impl BenchConfig {
@@ -57,6 +59,7 @@ impl BenchConfig {
             transition_only: false,
             bucket: None,
             serve: false,
+            policy: all_columnar_policy(),
         }
     }
 
@@ -72,6 +75,7 @@ impl BenchConfig {
             transition_only: false,
             bucket: None,
             serve: false,
+            policy: all_columnar_policy(),
         }
     }
 }
@@ -246,7 +250,7 @@ fn hot_figures(
     // 4a. The shipped policy at full coin scale: the whole hot tier ages into warm at once,
     // ~846 coins per warm segment as in production.
     store.set_runtime(rt.clone());
-    let shipped = tiers_from_policy(&all_columnar_policy());
+    let shipped = tiers_from_policy(&cfg.policy);
     let hot_keep = shipped[0].keep.unwrap_or(0);
     let newest = history.ts.iter().copied().max().unwrap_or(0) + cfg.batches as i64 * 3_600_000;
     progress("tier transition of the whole hot tier, policy as shipped");
@@ -257,11 +261,12 @@ fn hot_figures(
         "all coins, policy as shipped",
         |t| {
             format!(
-                "{} hot rows ({} coins x {} days hourly and {} hourly batches) through the all-columnar policy as shipped (warm {} buckets), hot -> warm in {:.2} s ({:.2} CPU s), {} warm segments",
+                "{} hot rows ({} coins x {} days hourly and {} hourly batches) through the {} policy as shipped (warm {} buckets), hot -> warm in {:.2} s ({:.2} CPU s), {} warm segments",
                 t.moved,
                 cfg.hourly_coins,
                 cfg.hot_days,
                 cfg.batches,
+                cfg.policy.name,
                 shipped[1].coin_buckets,
                 t.secs,
                 t.cpu,
@@ -475,7 +480,7 @@ fn bucket_hot_figures(
     let mut store = Store::open(&dir)?;
     store.set_runtime(rt.clone());
     store.ingest(&history.sorted(), &[])?;
-    let mut defs = tiers_from_policy(&all_columnar_policy());
+    let mut defs = tiers_from_policy(&cfg.policy);
     let prefix = bench_prefix(url, "warm");
     for d in &mut defs[1..] {
         d.store = prefix.clone();
@@ -489,8 +494,8 @@ fn bucket_hot_figures(
         "all coins, warm in a bucket",
         |t| {
             format!(
-                "{} hot rows ({} coins x {} days hourly) through the all-columnar policy with warm at {prefix}, hot -> warm in {:.2} s ({:.2} CPU s), {} segments put",
-                t.moved, cfg.hourly_coins, cfg.hot_days, t.secs, t.cpu, t.segments
+                "{} hot rows ({} coins x {} days hourly) through the {} policy with warm at {prefix}, hot -> warm in {:.2} s ({:.2} CPU s), {} segments put",
+                t.moved, cfg.hourly_coins, cfg.hot_days, cfg.policy.name, t.secs, t.cpu, t.segments
             )
         },
     )?;
@@ -644,7 +649,7 @@ fn transition_figures(
     let start = long.ts.iter().copied().min().unwrap_or(0);
     let end = long.ts.iter().copied().max().unwrap_or(0);
     let sorted = long.sorted();
-    let shipped = tiers_from_policy(&all_columnar_policy());
+    let shipped = tiers_from_policy(&cfg.policy);
     // The same policy with as many coins per segment as it has at full scale: at 100 coins,
     // 16 warm buckets make segments of ~6 coins where 13,532 coins make ~846.
     let mut scaled = shipped.clone();
@@ -680,10 +685,11 @@ fn transition_figures(
             what,
             |t| {
                 format!(
-                    "{} hot rows ({} coins x {} days hourly) through the all-columnar policy (sample + columnar; buckets: {}), hot -> warm -> cold -> archive in {:.2} s ({:.2} CPU s)",
+                    "{} hot rows ({} coins x {} days hourly) through the {} policy (buckets: {}), hot -> warm -> cold -> archive in {:.2} s ({:.2} CPU s)",
                     t.moved,
                     cfg.history_coins,
                     cfg.history_days,
+                    cfg.policy.name,
                     buckets(defs),
                     t.secs,
                     t.cpu

@@ -38,6 +38,8 @@ pub struct DemoConfig {
     pub seed: u64,
     /// Coins whose hot-tier rows make the sample for `compare` and `plan`.
     pub sample_coins: usize,
+    /// The policy the store ages through (default: the default policy).
+    pub policy: Option<crate::policy::Policy>,
 }
 
 impl Default for DemoConfig {
@@ -50,6 +52,7 @@ impl Default for DemoConfig {
             now: 1_767_225_600_000, // 2026-01-01T00:00Z
             seed: 2026,
             sample_coins: 300,
+            policy: None,
         }
     }
 }
@@ -189,7 +192,7 @@ pub fn run(
     progress(Event::Finish);
 
     // Age everything against the demo's "now".
-    let policy = policy::default_policy();
+    let policy = cfg.policy.clone().unwrap_or_else(policy::default_policy);
     let plan = Plan::from_policy(rt, &policy)?;
     progress(Event::Start {
         step: "tier transitions",
