@@ -223,29 +223,9 @@ impl Store {
         ))
         .with_context(|| format!("creating the schema in {}", db.display()))?;
 
-        let (coin_ids, coin_keys) = load_coins(&conn)?;
         let recent_rows: i64 =
             conn.query_row("SELECT count(*) FROM hot_recent", [], |r| r.get(0))?;
-        let segments: Arc<dyn SegmentStore> = match &options.segment_store {
-            Some(s) => s.clone(),
-            None => Arc::new(FsSegmentStore::new(&dir)),
-        };
-        let store = Store {
-            dir,
-            conn,
-            options,
-            segments,
-            buckets: RefCell::new(HashMap::new()),
-            claimed: RefCell::default(),
-            coin_ids,
-            coin_keys,
-            recent_rows: recent_rows as u64,
-            codecs: RefCell::new(HashMap::new()),
-            runtime: RefCell::new(None),
-            latest: Default::default(),
-            _lock: Some(lock),
-            seen_version: std::cell::Cell::new(0),
-        };
+        let store = Store::assemble(dir, conn, options, recent_rows as u64, Some(lock), 0)?;
         let rec = store.recover()?;
         for p in rec.temp_files.iter().chain(&rec.orphans) {
             tracing::warn!("startup recovery removed {p}");
@@ -280,12 +260,26 @@ impl Store {
             u64::from(options.cache_mib) * 1024,
             options.mmap_bytes
         ))?;
+        let seen: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        // `recent_rows` is unknown to a reader (the writer changes it): 1, so reads always look
+        // in hot_recent.
+        Store::assemble(dir, conn, options, 1, None, seen)
+    }
+
+    /// A store over an open connection: the coin table loaded, the segment store chosen.
+    fn assemble(
+        dir: PathBuf,
+        conn: Connection,
+        options: StoreOptions,
+        recent_rows: u64,
+        lock: Option<File>,
+        seen_version: i64,
+    ) -> Result<Store> {
         let (coin_ids, coin_keys) = load_coins(&conn)?;
         let segments: Arc<dyn SegmentStore> = match &options.segment_store {
             Some(s) => s.clone(),
             None => Arc::new(FsSegmentStore::new(&dir)),
         };
-        let seen: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
         Ok(Store {
             dir,
             conn,
@@ -295,13 +289,12 @@ impl Store {
             claimed: RefCell::default(),
             coin_ids,
             coin_keys,
-            // Unknown to a reader (the writer changes it): reads always look in hot_recent.
-            recent_rows: 1,
+            recent_rows,
             codecs: RefCell::new(HashMap::new()),
             runtime: RefCell::new(None),
             latest: Default::default(),
-            _lock: None,
-            seen_version: std::cell::Cell::new(seen),
+            _lock: lock,
+            seen_version: std::cell::Cell::new(seen_version),
         })
     }
 
