@@ -649,6 +649,20 @@ fn sigterm_exits_cleanly_and_a_restart_resumes_the_schedules() {
     assert_eq!(st["tier"]["last_success_ms"], first);
     assert_eq!(st["tier"]["next_run_ms"], first + 3_600_000);
     assert_eq!(st["tier"]["runs"], 0);
+    assert!(s.terminate().success());
+    // Restarted as a daily job at a time of day two hours on: it waits for that time.
+    let at = (first + 2 * 3_600_000) / 60_000 * 60_000;
+    let hh_mm = chrono::DateTime::from_timestamp_millis(at)
+        .unwrap()
+        .format("%H:%M")
+        .to_string();
+    let args = ["--tier-at", &hh_mm, "--policy", policy.to_str().unwrap()];
+    let s = Served::start(&data, &args);
+    let st = s.json("/v1/status");
+    assert_eq!(st["tier"]["daily_at_utc"], hh_mm.as_str());
+    assert!(st["tier"]["every_secs"].is_null());
+    assert_eq!(st["tier"]["next_run_ms"], at);
+    assert_eq!(st["tier"]["runs"], 0);
 }
 
 /// A minimal HTTP server answering every request with `status` and `body`.
