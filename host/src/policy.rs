@@ -104,6 +104,11 @@ pub struct SegmentSpec {
     /// Coins are spread over this many buckets (a stable hash of the id), one segment each per
     /// window, so one coin's query reads about 1/coin_buckets of a window.
     pub coin_buckets: u32,
+    /// Compaction merges small segments into ones of at most this many rows (0: never).
+    pub compact_rows: u64,
+    /// Time a merged segment covers at most, ms (`None`: the window). Its oldest rows stay in
+    /// the tier up to this much longer than `keep`.
+    pub compact_span: Option<i64>,
 }
 
 impl Default for SegmentSpec {
@@ -111,6 +116,8 @@ impl Default for SegmentSpec {
         SegmentSpec {
             window: 30 * DAY_MS,
             coin_buckets: 16,
+            compact_rows: crate::tiering::DEFAULT_COMPACT_ROWS,
+            compact_span: None,
         }
     }
 }
@@ -159,6 +166,8 @@ struct RawPlugin {
 struct RawSegment {
     window: Option<Spanned<String>>,
     coin_buckets: Option<Spanned<i64>>,
+    compact_rows: Option<Spanned<i64>>,
+    compact_span: Option<Spanned<String>>,
 }
 
 /// Turns byte offsets into `file:line` locations.
@@ -278,6 +287,19 @@ pub fn parse(text: &str, origin: &str) -> Result<Policy> {
                     );
                 }
                 segment.coin_buckets = v as u32;
+            }
+            if let Some(r) = &s.compact_rows {
+                let v = *r.get_ref();
+                if !(0..=100_000_000).contains(&v) {
+                    bail!(
+                        "{}: `compact-rows` must be within 0..=100000000 (0: no compaction), not {v}",
+                        loc.of(r)
+                    );
+                }
+                segment.compact_rows = v as u64;
+            }
+            if let Some(w) = &s.compact_span {
+                segment.compact_span = Some(duration_ms(w, &loc, "segment.compact-span")?);
             }
         }
         let store = match &t.store {
@@ -555,7 +577,8 @@ codec = { plugin = "jsonl-gzip" }
             warm.segment,
             SegmentSpec {
                 window: 7 * DAY_MS,
-                coin_buckets: 4
+                coin_buckets: 4,
+                ..SegmentSpec::default()
             }
         );
         assert_eq!(warm.retention.as_ref().unwrap().location, "p.toml:11");

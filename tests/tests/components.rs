@@ -55,6 +55,7 @@ fn a_store_reads_what_a_deleted_wasm_file_wrote() {
             window: 0,
             coin_buckets: 0,
             store: String::new(),
+            compact: Default::default(),
         },
         TierDef {
             name: "warm".into(),
@@ -67,6 +68,7 @@ fn a_store_reads_what_a_deleted_wasm_file_wrote() {
             window: 30 * DAY,
             coin_buckets: 2,
             store: String::new(),
+            compact: Default::default(),
         },
     ];
     let want: Vec<_> = {

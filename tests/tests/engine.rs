@@ -16,7 +16,7 @@ use strata::generate::{GenConfig, Generator};
 use strata::plugin::{PluginRef, Runtime, RuntimeConfig};
 use strata::segment_store::{MemSegmentStore, Op, SegmentStore};
 use strata::store::StoreOptions;
-use strata::tiering::{Plan, TierDef};
+use strata::tiering::{CompactMode, Compaction, Plan, TierDef};
 use strata::{CoinMeta, Store};
 use strata_plugin_sdk::Batch;
 
@@ -80,8 +80,20 @@ fn plan() -> Plan {
     plan_storing_cold_in("")
 }
 
-/// The plan with cold and archive segments at `store` (`""`: the data directory).
+/// The plan with cold and archive segments at `store` (`""`: the data directory). Compaction
+/// is off: the model moves segments as transitions write them (a merged segment leaves its
+/// tier with its newest row), and compaction has tests of its own below.
 fn plan_storing_cold_in(store: &str) -> Plan {
+    plan_with(
+        store,
+        Compaction {
+            rows: 0,
+            span: None,
+        },
+    )
+}
+
+fn plan_with(store: &str, compact: Compaction) -> Plan {
     let defs: Vec<TierDef> = tiers()
         .iter()
         .enumerate()
@@ -104,6 +116,7 @@ fn plan_storing_cold_in(store: &str) -> Plan {
                 window: t.window,
                 coin_buckets: t.buckets,
                 store: if i >= 2 { store.into() } else { String::new() },
+                compact,
             }
         })
         .collect();
@@ -732,7 +745,7 @@ fn ingest_and_tier_ingests_a_chunk_and_moves_what_is_due() {
 
 /// `disk_usage` reports what the data directory holds, measured here from the filesystem: the
 /// database file and its WAL, and every file under `segments/`; after rows leave the hot tier
-/// the free list holds their pages.
+/// their pages go back to the filesystem, so the file holds only the pages `stats` counts.
 #[test]
 fn disk_usage_is_what_the_filesystem_holds() {
     let Small {
@@ -743,7 +756,7 @@ fn disk_usage_is_what_the_filesystem_holds() {
         dir,
         mut store,
         ..
-    } = Small::new(5, 45, 4);
+    } = Small::new(5, 90, 4);
     let mut all = Batch::default();
     while let Some(b) = generator.next_batch() {
         all.extend_from(&b);
@@ -753,9 +766,12 @@ fn disk_usage_is_what_the_filesystem_holds() {
         coins: meta,
         errors: vec![],
     };
-    store
-        .ingest_and_tier(chunk, &plan, start + 45 * DAY)
-        .unwrap();
+    store.ingest_and_tier(chunk, &plan, start).unwrap();
+    store.checkpoint().unwrap();
+    let ingested = store.disk_usage().unwrap();
+    assert_eq!(ingested.wal_file, 0);
+    let moved = store.tier(&plan, start + 90 * DAY, false).unwrap();
+    assert!(moved[0].rows_read > 0, "{moved:?}");
     let u = store.disk_usage().unwrap();
     let len = |p: std::path::PathBuf| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     assert_eq!(u.db_file, len(dir.path().join("strata.db")));
@@ -778,8 +794,17 @@ fn disk_usage_is_what_the_filesystem_holds() {
     let segs = walk(&dir.path().join("segments"));
     assert!(segs > 0);
     assert_eq!(u.segment_files, segs);
-    assert!(u.free_pages > 0 && u.free_pages < u.db_file, "{u:?}");
     assert_eq!(u.total(), u.db_file + u.wal_file + segs);
+    // Two thirds of the rows left: the file shrank, and holds no free page.
+    assert_eq!(u.free_pages, 0, "{u:?}");
+    assert_eq!(u.wal_file, 0, "{u:?}");
+    assert!(
+        u.db_file < ingested.db_file * 3 / 4,
+        "{ingested:?} -> {u:?}"
+    );
+    let hot = &store.stats().unwrap()[0];
+    assert_eq!(hot.tier, "hot");
+    assert_eq!(hot.bytes, u.db_file, "stats' hot bytes are the file's");
 }
 
 /// A small generated market, an empty store on the in-test tiers, and the model beside it.
@@ -816,4 +841,175 @@ impl Small {
             model,
         }
     }
+}
+
+/// Every coin's whole answer (rows bit for bit, each with its tier) and its latest 10.
+fn answers_of(store: &Store, model: &Model) -> Vec<(Vec<String>, Vec<String>)> {
+    let row = |r: strata::sdk::Row<'_>, tier: &str| {
+        format!(
+            "{} {:?} {} {tier}",
+            r.ts,
+            [r.price, r.market_cap, r.volume, r.supply].map(f64::to_bits),
+            r.rank
+        )
+    };
+    model
+        .coins
+        .iter()
+        .map(|c| {
+            let all = store.query(c, i64::MIN, i64::MAX).unwrap();
+            let latest = store.latest(c, 10).unwrap();
+            (
+                (0..all.len())
+                    .map(|i| row(all.rows.row(i), &all.tier[i]))
+                    .collect(),
+                (0..latest.len())
+                    .map(|i| row(latest.rows.row(i), &latest.tier[i]))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Segments of `tier` in the catalog.
+fn segments_in(store: &Store, tier: &str) -> Vec<strata::catalog::SegmentInfo> {
+    store
+        .segments()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.tier == tier)
+        .collect()
+}
+
+/// Daily transitions leave one small warm segment per day and coin bucket. `strata compact`
+/// merges them (at most one window of time per segment, by default) into about one per window
+/// and bucket: fewer bytes, and every answer the same bit for bit, each row in the same tier;
+/// verify passes; a second compaction finds nothing to do.
+#[test]
+fn compaction_merges_small_segments_and_changes_no_answer() {
+    let (coins, days) = (20, 120);
+    let Small {
+        start,
+        mut generator,
+        meta,
+        tiers,
+        plan,
+        dir,
+        mut store,
+        mut model,
+    } = Small::new(coins, days, 5);
+    let mut all = Batch::default();
+    while let Some(b) = generator.next_batch() {
+        all.extend_from(&b);
+    }
+    model.ingest(&all);
+    store.ingest(&all, &meta).unwrap();
+    // Warm keeps 120 days: nothing leaves it before day 120, so the model holds throughout.
+    for day in 31..=days as i64 {
+        store.tier(&plan, start + day * DAY, false).unwrap();
+        model.run(&tiers, start + day * DAY);
+    }
+    check(&store, &model, &tiers, "after daily transitions");
+    let before = segments_in(&store, "warm");
+    let windows: std::collections::BTreeSet<(i64, u32)> =
+        before.iter().map(|s| (s.window_start, s.bucket)).collect();
+    assert!(
+        before.len() > 5 * windows.len(),
+        "{} segments",
+        before.len()
+    );
+    let answers = answers_of(&store, &model);
+
+    let on = plan_with("", Compaction::default());
+    let dry = store.compact(&on, CompactMode::Full, true).unwrap();
+    assert!(
+        dry[0].runs > 0 && dry[0].segments_read > dry[0].runs,
+        "{dry:?}"
+    );
+    assert_eq!(
+        segments_in(&store, "warm"),
+        before,
+        "a dry run changes nothing"
+    );
+
+    let done = store.compact(&on, CompactMode::Full, false).unwrap();
+    assert_eq!(done[0].tier, "warm");
+    assert_eq!(done[0].runs, dry[0].runs);
+    let after = segments_in(&store, "warm");
+    assert!(after.len() <= windows.len() + 4, "{} segments", after.len());
+    assert_eq!(
+        before.iter().map(|s| s.rows).sum::<u64>(),
+        after.iter().map(|s| s.rows).sum::<u64>()
+    );
+    let bytes = |v: &[strata::catalog::SegmentInfo]| v.iter().map(|s| s.bytes).sum::<u64>();
+    assert!(
+        bytes(&after) < bytes(&before),
+        "{} -> {}",
+        bytes(&before),
+        bytes(&after)
+    );
+    assert_eq!(
+        bytes(&after) + done[0].bytes_before,
+        bytes(&before) + done[0].bytes_after
+    );
+    for s in &after {
+        assert!(
+            s.max_ts - s.min_ts <= 30 * DAY,
+            "{s:?} covers more than a window"
+        );
+    }
+    assert!(
+        answers_of(&store, &model) == answers,
+        "compaction changed an answer"
+    );
+    check(&store, &model, &tiers, "after compaction");
+    // The old files are gone from the disk.
+    let on_disk = files(&dir.path().join("segments/warm")).len();
+    assert_eq!(on_disk, after.len());
+
+    let again = store.compact(&on, CompactMode::Full, false).unwrap();
+    assert_eq!(again[0].runs, 0, "{again:?}");
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    store.set_runtime(runtime().clone());
+    check(&store, &model, &tiers, "after reopen");
+}
+
+/// With compaction on, `tier` merges as it goes: after 90 daily transitions the warm tier has
+/// a few segments per window and bucket, not one per day, and answers as the model says.
+#[test]
+fn transitions_compact_as_they_go() {
+    let (coins, days) = (20, 120);
+    let Small {
+        start,
+        mut generator,
+        meta,
+        tiers,
+        dir: _dir,
+        mut store,
+        mut model,
+        ..
+    } = Small::new(coins, days, 5);
+    let plan = plan_with("", Compaction::default());
+    let mut all = Batch::default();
+    while let Some(b) = generator.next_batch() {
+        all.extend_from(&b);
+    }
+    model.ingest(&all);
+    store.ingest(&all, &meta).unwrap();
+    for day in 31..=days as i64 {
+        store.tier(&plan, start + day * DAY, false).unwrap();
+        model.run(&tiers, start + day * DAY);
+    }
+    check(&store, &model, &tiers, "after daily transitions");
+    let warm = segments_in(&store, "warm");
+    let windows: std::collections::BTreeSet<(i64, u32)> =
+        warm.iter().map(|s| (s.window_start, s.bucket)).collect();
+    // Each window and bucket got a segment a day for up to 30 days; a few remain.
+    assert!(
+        warm.len() <= 4 * windows.len(),
+        "{} segments in {} windows and buckets",
+        warm.len(),
+        windows.len()
+    );
 }

@@ -272,6 +272,7 @@ fn defs(
             window: 0,
             coin_buckets: 0,
             store: String::new(),
+            compact: Default::default(),
         },
         TierDef {
             name: "warm".into(),
@@ -281,6 +282,7 @@ fn defs(
             window: 30 * DAY,
             coin_buckets: buckets,
             store: String::new(),
+            compact: Default::default(),
         },
     ]
 }

@@ -80,6 +80,9 @@ pub(crate) enum Command {
     Collect(CollectArgs),
     /// Move everything that has aged past its tier into the next tier.
     Tier(TierArgs),
+    /// Merge each tier's small segments into larger ones (up to the policy's `compact-rows`
+    /// and `compact-span`); `tier` does this for runs worth it after every move.
+    Compact(CompactArgs),
     /// One coin's rows from every tier, oldest first.
     Query(QueryArgs),
     /// A coin's newest rows.
@@ -400,6 +403,17 @@ pub(crate) struct TierArgs {
     #[arg(long)]
     pub(crate) now: Option<String>,
     /// Show what would move, change nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+}
+
+/// Arguments of `strata compact`.
+#[derive(Args)]
+pub(crate) struct CompactArgs {
+    /// Policy file (default: the built-in default policy, policies/default.toml).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) policy: Option<PathBuf>,
+    /// Show what would be merged, change nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
 }

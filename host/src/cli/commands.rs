@@ -320,6 +320,29 @@ pub(crate) fn tier(g: &Global, a: TierArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Merge small segments, tier by tier.
+pub(crate) fn compact(g: &Global, a: CompactArgs) -> Result<ExitCode> {
+    let CompactArgs { policy, dry_run } = a;
+    let mut store = open_store(g)?;
+    let rt = runtime(g)?;
+    let plan = tier_plan(&rt, policy.as_deref())?;
+    let mode = strata::tiering::CompactMode::Full;
+    for r in store.compact(&plan, mode, dry_run)? {
+        if dry_run {
+            println!(
+                "{}: {} segments ({} rows, {} bytes) would become {} (dry run)",
+                r.tier, r.segments_read, r.rows, r.bytes_before, r.runs
+            );
+        } else {
+            println!(
+                "{}: {} segments ({} rows, {} bytes) merged into {} ({} bytes)",
+                r.tier, r.segments_read, r.rows, r.bytes_before, r.runs, r.bytes_after
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Run as a service until SIGTERM or Ctrl-C.
 pub(crate) fn serve(g: &Global, a: ServeArgs) -> Result<ExitCode> {
     let ServeArgs {

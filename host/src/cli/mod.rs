@@ -47,6 +47,7 @@ pub(crate) fn run(cli: Cli) -> Result<ExitCode> {
         Command::Generate(a) => commands::generate(g, a),
         Command::Collect(a) => commands::collect(g, a),
         Command::Tier(a) => commands::tier(g, a),
+        Command::Compact(a) => commands::compact(g, a),
         Command::Serve(a) => commands::serve(g, a),
         Command::Query(a) => commands::query(g, a),
         Command::Latest(a) => commands::latest(g, a),

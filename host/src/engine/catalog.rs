@@ -90,6 +90,18 @@ impl Store {
         Ok(v)
     }
 
+    /// Every segment of `tier`, by coin bucket, then window and seq (the order in which a later
+    /// segment's copy of a row wins within a bucket).
+    pub(crate) fn tier_segments(&self, tier: &str) -> Result<Vec<SegmentInfo>> {
+        let mut st = self.conn.prepare_cached(&format!(
+            "SELECT {COLS} FROM segment WHERE tier = ?1 ORDER BY bucket, window_start, seq"
+        ))?;
+        let v = st
+            .query_map(params![tier], from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(v)
+    }
+
     /// Segments of `tier` whose newest row is older than `cut`, oldest first.
     pub(crate) fn segments_before(&self, tier: &str, cut: i64) -> Result<Vec<SegmentInfo>> {
         let mut st = self.conn.prepare_cached(&format!(

@@ -82,6 +82,9 @@ impl Default for StoreOptions {
 }
 
 /// How long [`Store::open`] waits for a busy data directory lock.
+/// `PRAGMA auto_vacuum`'s value for INCREMENTAL.
+const AUTO_VACUUM_INCREMENTAL: i64 = 2;
+
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// An open data directory.
@@ -188,6 +191,22 @@ impl Store {
                 "{} has schema version {version}; this strata reads version {SCHEMA_VERSION} (upgrade strata)",
                 db.display()
             );
+        }
+        // Freed pages go back to the filesystem (`reclaim_free_pages` after a transition):
+        // set before the first table of a new store; an older store is rebuilt once.
+        let auto_vacuum: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+        if auto_vacuum != AUTO_VACUUM_INCREMENTAL {
+            conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")?;
+            if version > 0 {
+                let t = std::time::Instant::now();
+                tracing::info!(
+                    "rebuilding {} once so that space freed by transitions returns to the disk",
+                    db.display()
+                );
+                conn.execute_batch("VACUUM")
+                    .with_context(|| format!("rebuilding {} with auto_vacuum", db.display()))?;
+                tracing::info!(secs = t.elapsed().as_secs_f64(), "rebuilt");
+            }
         }
         conn.execute_batch(&format!(
             "PRAGMA journal_mode = WAL;
@@ -537,6 +556,29 @@ impl Store {
     }
 
     /// Copies the WAL into the database file and truncates it.
+    /// Returns the database's free pages (left by rows that moved to colder tiers) to the
+    /// filesystem: `incremental_vacuum` moves pages from the end of the file into the free
+    /// ones and the next checkpoint truncates the file. Returns the bytes given back.
+    pub fn reclaim_free_pages(&self) -> Result<u64> {
+        let free = |c: &Connection| -> Result<i64> {
+            Ok(c.query_row(
+                "SELECT freelist_count * page_size FROM pragma_freelist_count, pragma_page_size",
+                [],
+                |r| r.get(0),
+            )?)
+        };
+        let before = free(&self.conn)?;
+        if before == 0 {
+            return Ok(0);
+        }
+        // The pragma frees pages as it is stepped: step it to the end.
+        let mut st = self.conn.prepare("PRAGMA incremental_vacuum")?;
+        let mut rows = st.query([])?;
+        while rows.next()?.is_some() {}
+        drop(rows);
+        Ok((before - free(&self.conn)?).max(0) as u64)
+    }
+
     pub fn checkpoint(&self) -> Result<()> {
         self.conn
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
@@ -566,6 +608,33 @@ mod tests {
         assert!(!d.path().join("segments/warm/1-0-0.jsonl.gz.tmp").exists());
         assert!(!d.path().join("segments/warm/1-0-0.jsonl.gz").exists());
         assert_eq!(s.recover().unwrap(), Recovery::default());
+    }
+
+    /// A store made before strata set `auto_vacuum` (free pages kept forever) is rebuilt once
+    /// when opened, keeping its rows; from then on free pages can go back to the disk.
+    #[test]
+    fn a_store_without_auto_vacuum_is_converted_on_open() {
+        let d = tempfile::tempdir().unwrap();
+        drop(Store::open(d.path()).unwrap());
+        let conn = Connection::open(d.path().join(DB_FILE)).unwrap();
+        conn.execute_batch(
+            "PRAGMA auto_vacuum = NONE; VACUUM;
+             INSERT INTO coin (id, key) VALUES (1, 'btc');
+             INSERT INTO hot (coin, ts, vals) VALUES (1, 5, zeroblob(36));",
+        )
+        .unwrap();
+        let mode: i64 = conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, 0);
+        drop(conn);
+        let s = Store::open(d.path()).unwrap();
+        let mode: i64 = s
+            .connection()
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, AUTO_VACUUM_INCREMENTAL);
+        assert_eq!(s.hot_rows().unwrap(), 1);
     }
 
     #[test]

@@ -195,6 +195,7 @@ fn hot_figures(
             prototype: Some(157_648.0),
             scale: format!("{} rows from {}", rep.rows, csv.display()),
         });
+        bytes_at_rest_figures(cfg, rt, &mut s, rep.rows, figures, progress)?;
         drop(s);
         std::fs::remove_dir_all(root.join("coingecko"))?;
     }
@@ -288,6 +289,102 @@ fn hot_figures(
             figures,
             progress,
         )?;
+    }
+    Ok(())
+}
+
+/// Bytes at rest on the imported CoinGecko store: the data directory per record right after
+/// the import; then, after tiering with the bench's policy (at a day after its newest row),
+/// the directory against `stats`' total, and each colder tier's bytes per record against its
+/// codec's on one file of the same rows.
+fn bytes_at_rest_figures(
+    cfg: &BenchConfig,
+    rt: &Runtime,
+    store: &mut Store,
+    rows: u64,
+    figures: &mut Vec<Figure>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<()> {
+    store.checkpoint()?;
+    let disk = store.disk_usage()?;
+    figures.push(Figure {
+        name: "data directory after importing the CoinGecko CSV".into(),
+        value: disk.total() as f64 / rows as f64,
+        unit: "B/rec".into(),
+        target: 28.0,
+        higher_is_better: false,
+        prototype: Some(28.4),
+        scale: format!(
+            "{} bytes for {rows} rows (database {} incl. {} free, WAL {}); prototype column: DuckDB's table of the same rows",
+            disk.total(),
+            disk.db_file,
+            disk.free_pages,
+            disk.wal_file
+        ),
+    });
+    progress(&format!(
+        "tiering the CoinGecko store ({})",
+        cfg.policy.name
+    ));
+    store.set_runtime(rt.clone());
+    let plan = Plan::from_policy(rt, &cfg.policy)?;
+    let newest = store
+        .stats()?
+        .iter()
+        .filter_map(|t| t.newest)
+        .max()
+        .unwrap_or(0);
+    store.tier(&plan, newest + crate::tiering::DAY_MS, false)?;
+    let stats = store.stats()?;
+    let books: u64 = stats.iter().map(|t| t.bytes).sum();
+    let disk = store.disk_usage()?;
+    figures.push(Figure {
+        name: "data directory after tiering the CoinGecko store, / stats' total".into(),
+        value: disk.total() as f64 / books as f64,
+        unit: "x".into(),
+        target: 1.05,
+        higher_is_better: false,
+        prototype: Some(72.7 / 5.0),
+        scale: format!(
+            "{} bytes on disk, {books} in stats, {} policy; prototype column: before free pages were given back",
+            disk.total(),
+            cfg.policy.name
+        ),
+    });
+    for t in &plan.tiers[1..] {
+        let segs: Vec<_> = store
+            .segments()?
+            .into_iter()
+            .filter(|s| s.tier == t.def.name)
+            .collect();
+        if segs.is_empty() {
+            continue;
+        }
+        let mut all = Batch::default();
+        for b in store.read_segments(&segs, &[])? {
+            all.extend_from(&b);
+        }
+        let all = all.sorted();
+        let (codec, opts) = t.codec.as_ref().expect("a colder tier has a codec");
+        let one_file = codec.encode(&all, opts)?.len() as f64 / all.len() as f64;
+        let bytes: u64 = segs.iter().map(|s| s.bytes).sum();
+        let per_rec = bytes as f64 / all.len() as f64;
+        figures.push(Figure {
+            name: format!("CoinGecko tier `{}` / its codec on one file", t.def.name),
+            value: per_rec / one_file,
+            unit: "x".into(),
+            target: 1.10,
+            higher_is_better: false,
+            prototype: None,
+            scale: format!(
+                "{:.2} B/rec in {} segments, {:.2} B/rec as one `{}` file of the same {} rows",
+                per_rec,
+                segs.len(),
+                one_file,
+                codec.meta.name,
+                all.len()
+            ),
+        });
     }
     Ok(())
 }

@@ -46,11 +46,13 @@ use crate::catalog::SegmentInfo;
 use crate::segment;
 use crate::store::Store;
 
+mod compact;
 mod hot_read;
 pub mod model;
 mod read;
 mod write;
 
+pub use compact::{CompactMode, CompactReport, Compaction, DEFAULT_COMPACT_ROWS};
 use hot_read::{GROUP_ROWS, Group, read_hot_groups};
 pub use model::{DAY_MS, Plan, PlanTier, PluginOptions, TierDef, tiers_from_policy};
 use write::{Piece, check_written, encode_and_write, sync_pieces};
@@ -208,11 +210,26 @@ impl Store {
             reports.push(report);
         }
         if !dry_run {
+            // Small segments the moves left (one per run, window and bucket) are merged.
+            for c in self.compact_tiers(plan, CompactMode::Incremental, false)? {
+                if c.runs > 0 {
+                    tracing::info!(
+                        tier = %c.tier,
+                        segments = c.segments_read,
+                        into = c.runs,
+                        bytes_before = c.bytes_before,
+                        bytes_after = c.bytes_after,
+                        "compacted"
+                    );
+                }
+            }
             let t = std::time::Instant::now();
+            let freed = self.reclaim_free_pages()?;
             self.checkpoint()?;
             tracing::debug!(
-                checkpoint_ms = t.elapsed().as_secs_f64() * 1e3,
-                "checkpointed"
+                freed,
+                reclaim_and_checkpoint_ms = t.elapsed().as_secs_f64() * 1e3,
+                "gave free pages back and checkpointed"
             );
         }
         Ok(reports)

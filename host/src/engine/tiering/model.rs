@@ -27,6 +27,8 @@ pub struct TierDef {
     pub coin_buckets: u32,
     /// Where its segments go: `""` for the data directory, else a bucket URL.
     pub store: String,
+    /// How its small segments are merged (see [`compact`](super::compact)).
+    pub compact: super::Compaction,
 }
 
 /// A tier with its plugins loaded.
@@ -171,6 +173,10 @@ pub fn tiers_from_policy(policy: &crate::policy::Policy) -> Vec<TierDef> {
             window: t.segment.window,
             coin_buckets: t.segment.coin_buckets,
             store: t.store.clone().unwrap_or_default(),
+            compact: super::Compaction {
+                rows: t.segment.compact_rows,
+                span: t.segment.compact_span,
+            },
         })
         .collect()
 }
