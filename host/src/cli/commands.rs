@@ -302,7 +302,7 @@ pub(crate) fn tier(g: &Global, a: TierArgs) -> Result<ExitCode> {
     let reports = store.tier(&plan, now, dry_run)?;
     for r in reports {
         println!(
-            "{} -> {}: rows older than {} : {} read, {} kept, {} segments written ({} bytes), {} removed{}",
+            "{} -> {}: rows older than {} : {} read, {} kept, {} segments written ({} bytes), {} removed{}{}",
             r.from,
             r.to,
             format_time(r.cut),
@@ -311,6 +311,11 @@ pub(crate) fn tier(g: &Global, a: TierArgs) -> Result<ExitCode> {
             r.segments_written,
             r.bytes_written,
             r.segments_removed,
+            if r.segments_split > 0 {
+                format!(" ({} split at the cut)", r.segments_split)
+            } else {
+                String::new()
+            },
             if dry_run { " (dry run)" } else { "" }
         );
         for w in &r.warnings {

@@ -7,37 +7,37 @@
 //! has 30 rows in a segment. Compaction takes *runs* of a tier's segments: consecutive in the
 //! catalog's order within one coin bucket (window, then seq), each smaller than half of the
 //! tier's `compact-rows`, together at most `compact-rows` rows and covering at most
-//! `compact-span` of time (default: the tier's window). A run of two or more is decoded, its
-//! rows sorted with later segments winning on equal (coin, ts) as in a transition, encoded
-//! with the tier's codec, read back and compared, put under a new key (window of the run's
-//! first segment, the next seq there) and made durable; then ONE transaction inserts it into
-//! the catalog and deletes the run's rows, and the old files go after the commit. A crash
-//! before the commit leaves the run and an unreferenced new file (removed by startup
-//! recovery); after it, the new segment and unreferenced old files. Every query answers the
-//! same before and after.
+//! `compact-span` of time (default: no limit), and overlapping in time no other segment of
+//! their bucket. A run of two or more is decoded, its rows sorted with later segments winning
+//! on equal (coin, ts) as in a transition, encoded with the tier's codec, read back and
+//! compared, put under a new key (window of the run's first segment, the next seq there) and
+//! made durable; then ONE transaction inserts it into the catalog and deletes the run's rows,
+//! and the old files go after the commit. A crash before the commit leaves the run and an
+//! unreferenced new file (removed by startup recovery); after it, the new segment and
+//! unreferenced old files. Every query answers the same before and after.
 //!
 //! Because a run is consecutive in the order that decides which copy of a row wins, and the
 //! new segment takes the last seq of its first window, it wins and loses against every other
 //! segment exactly as the run's members did.
 //!
-//! Transitions move only segments wholly older than their cut, so a merged segment leaves the
-//! tier when its newest row is old enough: its oldest rows stay in the tier at most
-//! `compact-span` longer than `keep`. That is the price of merging across windows, and why the
-//! span is the policy's to set.
+//! A merged segment may cover many windows. Transitions move segments wholly older than their
+//! cut, and split one that holds rows more than a window older than the cut (the rows older
+//! than the cut move, the rest stay in a new segment; see `move_segments`), so compaction
+//! never keeps a row in its tier longer than an unmerged segment would: at most one window
+//! past `keep`.
 //!
 //! [`Store::compact`] with [`CompactMode::Full`] (`strata compact`) merges every run that
 //! fits; [`CompactMode::Incremental`] (after each `tier`) only a run whose largest segment is
 //! at most twice the rest together, so a segment that grows by a day at a time is rewritten a
 //! logarithmic number of times, not once a day.
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
 use strata_plugin_sdk::Batch;
 
 use super::write::{Piece, check_written, encode_and_write, sync_pieces};
-use super::{MoveReport, Plan, PlanTier, dedup_sorted};
+use super::{MoveReport, Plan, PlanTier, dedup_sorted, newest_per_coin};
 use crate::catalog::SegmentInfo;
 use crate::segment;
 use crate::store::Store;
@@ -70,7 +70,7 @@ pub struct Compaction {
     /// Rows of a merged segment at most; segments of half this or more are left as they are.
     /// 0 turns compaction off for the tier.
     pub rows: u64,
-    /// Time a merged segment covers at most (max_ts - min_ts), ms; `None` = the tier's window.
+    /// Time a merged segment covers at most (max_ts - min_ts), ms; `None` = no limit.
     pub span: Option<i64>,
 }
 
@@ -117,7 +117,7 @@ impl Store {
                 tier: t.def.name.clone(),
                 ..CompactReport::default()
             };
-            let span = t.def.compact.span.unwrap_or(t.def.window);
+            let span = t.def.compact.span.unwrap_or(i64::MAX);
             let runs = plan_runs(
                 self.tier_segments(&t.def.name)?,
                 t.def.compact.rows,
@@ -155,22 +155,7 @@ impl Store {
         // Stable: on equal (coin, ts) the later segment's row comes last and is kept.
         let mut batch = all.sorted();
         dedup_sorted(&mut batch);
-        let mut newest: HashMap<u32, i64> = HashMap::new();
-        for r in 0..batch.len() {
-            let e = newest.entry(batch.coin_index[r]).or_insert(i64::MIN);
-            *e = (*e).max(batch.ts[r]);
-        }
-        let mut last_kept: Vec<(i64, i64)> = newest
-            .into_iter()
-            .map(|(c, ts)| {
-                let key = &batch.coins[c as usize];
-                let id = self.coin_id(key).with_context(|| {
-                    format!("segment holds coin `{key}`, not in the coin table")
-                })?;
-                Ok((id, ts))
-            })
-            .collect::<Result<_>>()?;
-        last_kept.sort_unstable();
+        let last_kept = newest_per_coin(&batch, &self.ids_of(&batch)?);
         let (window, bucket) = (run[0].window_start, run[0].bucket);
         let seq = self.next_seq(&t.def.name, window, bucket)?;
         let (codec, _) = t.codec.as_ref().expect("checked by Plan::load");
@@ -218,6 +203,7 @@ fn plan_runs(
     if max_rows == 0 {
         return Vec::new();
     }
+    let all = segments.clone();
     let mut runs: Vec<Vec<SegmentInfo>> = Vec::new();
     let mut run: Vec<SegmentInfo> = Vec::new();
     let close = |run: &mut Vec<SegmentInfo>, runs: &mut Vec<Vec<SegmentInfo>>| {
@@ -241,7 +227,7 @@ fn plan_runs(
             last.bucket == s.bucket
                 && last.store == s.store
                 && rows <= max_rows
-                && s.max_ts.max(to) - s.min_ts.min(from) <= span
+                && s.max_ts.max(to).saturating_sub(s.min_ts.min(from)) <= span
         });
         if !fits {
             close(&mut run, &mut runs);
@@ -253,6 +239,24 @@ fn plan_runs(
         }
     }
     close(&mut run, &mut runs);
+    // A merged segment never overlaps in time another segment of its bucket (one left out of
+    // the run at the edge of a window): a transition can then split it at its cut and hand
+    // the rule every coin's rows in time order (see `move_segments`).
+    let range = |r: &[SegmentInfo]| {
+        (
+            r.iter().map(|s| s.min_ts).min().unwrap_or(0),
+            r.iter().map(|s| s.max_ts).max().unwrap_or(0),
+        )
+    };
+    runs.retain(|run| {
+        let (lo, hi) = range(run);
+        !all.iter().any(|s| {
+            s.bucket == run[0].bucket
+                && !run.iter().any(|m| m.id == s.id)
+                && s.min_ts <= hi
+                && s.max_ts >= lo
+        })
+    });
     runs
 }
 

@@ -68,6 +68,9 @@ pub struct MoveReport {
     pub rows_kept: u64,
     pub segments_written: u64,
     pub segments_removed: u64,
+    /// Source segments split at the cut (compacted ones holding rows more than a window past
+    /// it): their younger rows stay in the source tier in a new segment each.
+    pub segments_split: u64,
     pub bytes_written: u64,
     /// What the command should tell the user: each destination window of which the retention
     /// rule kept none of the rows that had it as their destination.
@@ -564,94 +567,214 @@ impl Store {
             dst.def.window,
             GROUP_ROWS as u64,
         );
-        if !dry_run && !groups.is_empty() {
+        // A segment that straddles the cut moves as a whole later, when all of it is older;
+        // but one holding rows more than a window older than the cut (a compacted one, see
+        // `compact`) is split now, so no row stays more than a window past `keep`.
+        let straddling: Vec<SegmentInfo> = self
+            .tier_segments(&src.def.name)?
+            .into_iter()
+            .filter(|s| s.max_ts >= cut && s.min_ts < cut.saturating_sub(src.def.window))
+            .collect();
+        if !dry_run && !(groups.is_empty() && straddling.is_empty()) {
             self.claim_bucket(&dst.def.store)?;
+            self.claim_bucket(&src.def.store)?;
         }
         for group in groups {
-            // Decode the group's source windows (on every core), later segments (higher seq)
-            // winning on equal keys.
-            let t0 = std::time::Instant::now();
-            let mut all = Batch::default();
-            for b in self.read_segments(&group, &[])? {
-                all.extend_from(&b);
-            }
-            tracing::debug!(
-                segments = group.len(),
-                rows = all.len(),
-                decode_ms = t0.elapsed().as_secs_f64() * 1e3,
-                "decoded source segments"
-            );
-            report.rows_read += all.len() as u64;
-            let mut by_bucket: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
-            let bucket_of: Vec<u32> = all
-                .coins
-                .iter()
-                .map(|c| segment::coin_bucket(c, dst.def.coin_buckets))
-                .collect();
-            for r in 0..all.len() {
-                by_bucket
-                    .entry(bucket_of[all.coin_index[r] as usize])
-                    .or_default()
-                    .push(r as u32);
-            }
-            // Select per bucket, then encode and write every bucket's segments at once.
-            let (mut pieces, mut seqs) = (Vec::new(), HashMap::new());
-            for (bucket, rows) in by_bucket {
-                let mut batch = all.take(&rows).sorted();
-                dedup_sorted(&mut batch);
-                let ids: Vec<i64> = batch
-                    .coins
-                    .iter()
-                    .map(|c| {
-                        self.coin_id(c).with_context(|| {
-                            format!("segment holds coin `{c}`, not in the coin table")
-                        })
-                    })
-                    .collect::<Result<_>>()?;
-                let group = Group {
-                    bucket,
-                    batch,
-                    ids,
-                    read: std::time::Duration::ZERO,
-                };
-                let sel = self.select(dst, group, report)?;
-                if !dry_run {
-                    pieces.extend(self.plan_pieces(dst, sel, &mut seqs)?);
-                }
-            }
-            if dry_run {
-                continue;
-            }
-            let store = self.store_at(&dst.def.store)?;
-            let files =
-                encode_and_write(dst.codec_ref(), &*store, &pieces, &AtomicBool::new(false));
-            let results: Vec<_> = pieces.iter().zip(&files).collect();
-            check_written(&*store, &results, Ok(()))?;
-            sync_pieces(&*store, &pieces)?;
-            let written = self.written(dst, pieces, files, report)?;
-            let t0 = std::time::Instant::now();
-            self.write_txn(|s| {
-                for w in &written {
-                    s.commit_written(w)?;
-                }
-                for old in &group {
-                    s.delete_segment(old.id)?;
-                }
-                Ok(())
-            })?;
-            report.segments_removed += group.len() as u64;
-            for old in &group {
-                segment::check_relative(&old.path)?;
-                self.store_at(&old.store)?.delete(&old.path)?;
-            }
-            crate::crash::point("old-files-deleted").context("removing moved segments")?;
-            tracing::debug!(
-                commit_ms = t0.elapsed().as_secs_f64() * 1e3,
-                "committed a segment move"
-            );
+            self.move_group(src, dst, group, None, dry_run, report)?;
+        }
+        // Compacted segments are disjoint in time from the rest of their bucket, so these rows
+        // are newer than every row of their coins just moved: retention sees them in order.
+        for s in straddling {
+            self.move_group(src, dst, vec![s], Some(cut), dry_run, report)?;
         }
         Ok(())
     }
+
+    /// Moves one group of source segments: decode, split by destination coin bucket, select,
+    /// split by destination window, encode, write, then ONE transaction. With `split_at`, the
+    /// rows at or after it stay in the source tier, in a new segment per source segment
+    /// written and committed in the same transaction.
+    fn move_group(
+        &mut self,
+        src: &PlanTier,
+        dst: &PlanTier,
+        group: Vec<SegmentInfo>,
+        split_at: Option<i64>,
+        dry_run: bool,
+        report: &mut MoveReport,
+    ) -> Result<()> {
+        // Decode the group's source windows (on every core), later segments (higher seq)
+        // winning on equal keys.
+        let t0 = std::time::Instant::now();
+        let mut all = Batch::default();
+        let mut stay: Vec<(&SegmentInfo, Batch)> = Vec::new();
+        for (s, b) in group.iter().zip(self.read_segments(&group, &[])?) {
+            match split_at {
+                None => all.extend_from(&b),
+                Some(cut) => {
+                    let (old, young): (Vec<u32>, Vec<u32>) =
+                        (0..b.len() as u32).partition(|&r| b.ts[r as usize] < cut);
+                    all.extend_from(&b.take(&old));
+                    stay.push((s, b.take(&young)));
+                }
+            }
+        }
+        tracing::debug!(
+            segments = group.len(),
+            rows = all.len(),
+            decode_ms = t0.elapsed().as_secs_f64() * 1e3,
+            split = split_at.is_some(),
+            "decoded source segments"
+        );
+        report.rows_read += all.len() as u64;
+        let mut by_bucket: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
+        let bucket_of: Vec<u32> = all
+            .coins
+            .iter()
+            .map(|c| segment::coin_bucket(c, dst.def.coin_buckets))
+            .collect();
+        for r in 0..all.len() {
+            by_bucket
+                .entry(bucket_of[all.coin_index[r] as usize])
+                .or_default()
+                .push(r as u32);
+        }
+        // Select per bucket, then encode and write every bucket's segments at once.
+        let (mut pieces, mut seqs) = (Vec::new(), HashMap::new());
+        for (bucket, rows) in by_bucket {
+            let mut batch = all.take(&rows).sorted();
+            dedup_sorted(&mut batch);
+            let ids = self.ids_of(&batch)?;
+            let group = Group {
+                bucket,
+                batch,
+                ids,
+                read: std::time::Duration::ZERO,
+            };
+            let sel = self.select(dst, group, report)?;
+            if !dry_run {
+                pieces.extend(self.plan_pieces(dst, sel, &mut seqs)?);
+            }
+        }
+        if dry_run {
+            return Ok(());
+        }
+        // What stays of split segments: one new source segment each, in its window and bucket.
+        let mut kept_pieces = Vec::new();
+        let (src_codec, _) = src.codec.as_ref().expect("checked by Plan::load");
+        for (s, mut batch) in stay {
+            if batch.is_empty() {
+                continue;
+            }
+            batch = batch.sorted();
+            dedup_sorted(&mut batch);
+            let last_kept = newest_per_coin(&batch, &self.ids_of(&batch)?);
+            let seq = self.next_seq(&src.def.name, s.window_start, s.bucket)?;
+            kept_pieces.push(Piece {
+                window: s.window_start,
+                bucket: s.bucket,
+                seq,
+                path: segment::relative_path(
+                    &src.def.name,
+                    s.window_start,
+                    s.bucket,
+                    seq,
+                    &src_codec.info.extension,
+                )?,
+                batch,
+                last_kept,
+            });
+        }
+        let store = self.store_at(&dst.def.store)?;
+        let src_store = self.store_at(&src.def.store)?;
+        let files = encode_and_write(dst.codec_ref(), &*store, &pieces, &AtomicBool::new(false));
+        let kept_files = encode_and_write(
+            src.codec_ref(),
+            &*src_store,
+            &kept_pieces,
+            &AtomicBool::new(false),
+        );
+        let results: Vec<_> = pieces.iter().zip(&files).collect();
+        let kept_results: Vec<_> = kept_pieces.iter().zip(&kept_files).collect();
+        // Each check removes its own side's files on failure; the other side's go too.
+        let moved_ok = check_written(&*store, &results, Ok(()));
+        let kept_ok = check_written(&*src_store, &kept_results, Ok(()));
+        if moved_ok.is_err() || kept_ok.is_err() {
+            if moved_ok.is_ok() {
+                pieces.iter().for_each(|p| drop(store.delete(&p.path)));
+            }
+            if kept_ok.is_ok() {
+                kept_pieces
+                    .iter()
+                    .for_each(|p| drop(src_store.delete(&p.path)));
+            }
+            return moved_ok.and(kept_ok);
+        }
+        sync_pieces(&*store, &pieces).inspect_err(|_| {
+            for p in &kept_pieces {
+                let _ = src_store.delete(&p.path);
+            }
+        })?;
+        sync_pieces(&*src_store, &kept_pieces).inspect_err(|_| {
+            for p in &pieces {
+                let _ = store.delete(&p.path);
+            }
+        })?;
+        let mut written = self.written(dst, pieces, files, report)?;
+        written.extend(self.written(src, kept_pieces, kept_files, &mut MoveReport::default())?);
+        let t0 = std::time::Instant::now();
+        self.write_txn(|s| {
+            for w in &written {
+                s.commit_written(w)?;
+            }
+            for old in &group {
+                s.delete_segment(old.id)?;
+            }
+            Ok(())
+        })?;
+        report.segments_removed += group.len() as u64;
+        if split_at.is_some() {
+            report.segments_split += group.len() as u64;
+        }
+        for old in &group {
+            segment::check_relative(&old.path)?;
+            self.store_at(&old.store)?.delete(&old.path)?;
+        }
+        crate::crash::point("old-files-deleted").context("removing moved segments")?;
+        tracing::debug!(
+            commit_ms = t0.elapsed().as_secs_f64() * 1e3,
+            "committed a segment move"
+        );
+        Ok(())
+    }
+
+    /// The store id of every coin of `batch`'s dictionary.
+    fn ids_of(&self, batch: &Batch) -> Result<Vec<i64>> {
+        batch
+            .coins
+            .iter()
+            .map(|c| {
+                self.coin_id(c)
+                    .with_context(|| format!("segment holds coin `{c}`, not in the coin table"))
+            })
+            .collect()
+    }
+}
+
+/// `(coin id, newest ts)` of every coin with rows in `batch` (`ids`: the id of each of its
+/// dictionary's coins), by id.
+pub(super) fn newest_per_coin(batch: &Batch, ids: &[i64]) -> Vec<(i64, i64)> {
+    let mut newest: HashMap<u32, i64> = HashMap::new();
+    for r in 0..batch.len() {
+        let e = newest.entry(batch.coin_index[r]).or_insert(i64::MIN);
+        *e = (*e).max(batch.ts[r]);
+    }
+    let mut v: Vec<(i64, i64)> = newest
+        .into_iter()
+        .map(|(c, ts)| (ids[c as usize], ts))
+        .collect();
+    v.sort_unstable();
+    v
 }
 
 /// The machine's cores.
