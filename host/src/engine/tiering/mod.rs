@@ -575,7 +575,8 @@ impl Store {
             .into_iter()
             .filter(|s| s.max_ts >= cut && s.min_ts < cut.saturating_sub(src.def.window))
             .collect();
-        if !dry_run && !(groups.is_empty() && straddling.is_empty()) {
+        let nothing = groups.is_empty() && straddling.is_empty();
+        if !dry_run && !nothing {
             self.claim_bucket(&dst.def.store)?;
             self.claim_bucket(&src.def.store)?;
         }
