@@ -102,6 +102,23 @@ impl Store {
         Ok(v)
     }
 
+    /// The coins (store ids, sorted) of every segment of `tier`, by segment id.
+    pub(crate) fn tier_segment_coins(
+        &self,
+        tier: &str,
+    ) -> Result<std::collections::HashMap<i64, Vec<i64>>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT sc.segment, sc.coin FROM segment_coin sc JOIN segment s ON s.id = sc.segment
+             WHERE s.tier = ?1 ORDER BY sc.segment, sc.coin",
+        )?;
+        let mut out: std::collections::HashMap<i64, Vec<i64>> = Default::default();
+        let mut rows = st.query(params![tier])?;
+        while let Some(r) = rows.next()? {
+            out.entry(r.get(0)?).or_default().push(r.get(1)?);
+        }
+        Ok(out)
+    }
+
     /// Segments of `tier` whose newest row is older than `cut`, oldest first.
     pub(crate) fn segments_before(&self, tier: &str, cut: i64) -> Result<Vec<SegmentInfo>> {
         let mut st = self.conn.prepare_cached(&format!(

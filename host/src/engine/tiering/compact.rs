@@ -7,8 +7,8 @@
 //! has 30 rows in a segment. Compaction takes *runs* of a tier's segments: consecutive in the
 //! catalog's order within one coin bucket (window, then seq), each smaller than half of the
 //! tier's `compact-rows`, together at most `compact-rows` rows and covering at most
-//! `compact-span` of time (default: no limit), and overlapping in time no other segment of
-//! their bucket. A run of two or more is decoded, its rows sorted with later segments winning
+//! `compact-span` of time (default: no limit), and overlapping in time no other segment
+//! holding one of their coins. A run of two or more is decoded, its rows sorted with later segments winning
 //! on equal (coin, ts) as in a transition, encoded with the tier's codec, read back and
 //! compared, put under a new key (window of the run's first segment, the next seq there) and
 //! made durable; then ONE transaction inserts it into the catalog and deletes the run's rows,
@@ -29,8 +29,10 @@
 //! [`Store::compact`] with [`CompactMode::Full`] (`strata compact`) merges every run that
 //! fits; [`CompactMode::Incremental`] (after each `tier`) only a run whose largest segment is
 //! at most twice the rest together, so a segment that grows by a day at a time is rewritten a
-//! logarithmic number of times, not once a day.
+//! logarithmic number of times, not once a day, or a run small enough to rewrite at any time
+//! (a sixteenth of `compact-rows`).
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
@@ -118,8 +120,10 @@ impl Store {
                 ..CompactReport::default()
             };
             let span = t.def.compact.span.unwrap_or(i64::MAX);
+            let coins = self.tier_segment_coins(&t.def.name)?;
             let runs = plan_runs(
                 self.tier_segments(&t.def.name)?,
+                &coins,
                 t.def.compact.rows,
                 span,
                 mode,
@@ -193,9 +197,16 @@ impl Store {
     }
 }
 
-/// The runs to merge among a tier's segments, given in catalog order (bucket, window, seq).
+/// A run of at most `compact-rows / CHEAP_RUN_FRACTION` rows (15,625 by default) is cheap
+/// enough to rewrite whenever it gains a segment, after `tier` too.
+const CHEAP_RUN_FRACTION: u64 = 16;
+
+/// The runs to merge among a tier's segments, given in catalog order (bucket, window, seq);
+/// `coins`: each segment's coin ids, sorted (a segment missing from it counts as holding
+/// every coin).
 fn plan_runs(
     segments: Vec<SegmentInfo>,
+    coins: &HashMap<i64, Vec<i64>>,
     max_rows: u64,
     span: i64,
     mode: CompactMode,
@@ -212,7 +223,9 @@ fn plan_runs(
         let largest = run.iter().map(|s| s.rows).max().unwrap_or(0);
         let worth = match mode {
             CompactMode::Full => true,
-            CompactMode::Incremental => largest <= 2 * (total - largest),
+            CompactMode::Incremental => {
+                largest <= 2 * (total - largest) || total <= max_rows / CHEAP_RUN_FRACTION
+            }
         };
         if run.len() >= 2 && worth {
             runs.push(run);
@@ -239,22 +252,26 @@ fn plan_runs(
         }
     }
     close(&mut run, &mut runs);
-    // A merged segment never overlaps in time another segment of its bucket (one left out of
-    // the run at the edge of a window): a transition can then split it at its cut and hand
-    // the rule every coin's rows in time order (see `move_segments`).
+    // A merged segment never overlaps in time another segment holding one of its coins (one
+    // left out of the run at the edge of a window): a transition can then split it at its cut
+    // and still hand the rule every coin's rows in time order (see `move_segments`).
     let range = |r: &[SegmentInfo]| {
         (
             r.iter().map(|s| s.min_ts).min().unwrap_or(0),
             r.iter().map(|s| s.max_ts).max().unwrap_or(0),
         )
     };
+    let shares_coin = |a: i64, b: i64| match (coins.get(&a), coins.get(&b)) {
+        (Some(a), Some(b)) => a.iter().any(|c| b.binary_search(c).is_ok()),
+        _ => true,
+    };
     runs.retain(|run| {
         let (lo, hi) = range(run);
         !all.iter().any(|s| {
-            s.bucket == run[0].bucket
-                && !run.iter().any(|m| m.id == s.id)
+            !run.iter().any(|m| m.id == s.id)
                 && s.min_ts <= hi
                 && s.max_ts >= lo
+                && run.iter().any(|m| shares_coin(m.id, s.id))
         })
     });
     runs
@@ -276,6 +293,40 @@ mod tests {
         }
     }
 
+    /// Every segment (ids 1..=99) holds coin 7.
+    fn one_coin() -> HashMap<i64, Vec<i64>> {
+        (1..100).map(|id| (id, vec![7])).collect()
+    }
+
+    #[test]
+    fn a_run_never_overlaps_in_time_another_segment_of_its_coins() {
+        // Segment 3 (not small) overlaps the time of 1 and 2; 4 is a later one.
+        let segs = vec![
+            seg(1, 0, 0, 9, 10),
+            seg(2, 0, 10, 19, 10),
+            seg(3, 0, 5, 15, 60),
+            seg(4, 0, 20, 29, 10),
+            seg(5, 0, 30, 39, 10),
+        ];
+        assert_eq!(
+            ids(&plan_runs(
+                segs.clone(),
+                &one_coin(),
+                100,
+                1000,
+                CompactMode::Full
+            )),
+            [vec![4, 5]]
+        );
+        // Other coins in segment 3: it does not matter.
+        let mut coins = one_coin();
+        coins.insert(3, vec![8]);
+        assert_eq!(
+            ids(&plan_runs(segs, &coins, 100, 1000, CompactMode::Full)),
+            [vec![1, 2], vec![4, 5]]
+        );
+    }
+
     fn ids(runs: &[Vec<SegmentInfo>]) -> Vec<Vec<i64>> {
         runs.iter()
             .map(|r| r.iter().map(|s| s.id).collect())
@@ -295,37 +346,49 @@ mod tests {
             seg(8, 1, 70, 79, 10),
         ];
         assert_eq!(
-            ids(&plan_runs(segs.clone(), 100, 1000, CompactMode::Full)),
+            ids(&plan_runs(
+                segs.clone(),
+                &one_coin(),
+                100,
+                1000,
+                CompactMode::Full
+            )),
             [vec![1, 2], vec![4, 5], vec![6, 7, 8]]
         );
         // A span of 20 fits two of these segments, not three.
         assert_eq!(
-            ids(&plan_runs(segs.clone(), 100, 20, CompactMode::Full)),
+            ids(&plan_runs(
+                segs.clone(),
+                &one_coin(),
+                100,
+                20,
+                CompactMode::Full
+            )),
             [vec![1, 2], vec![4, 5], vec![6, 7]]
         );
         // Rows: at most 25 per run.
         assert_eq!(
-            ids(&plan_runs(segs, 25, 1000, CompactMode::Full)),
+            ids(&plan_runs(segs, &one_coin(), 25, 1000, CompactMode::Full)),
             [vec![1, 2], vec![4, 5], vec![6, 7]]
         );
     }
 
     #[test]
     fn incremental_waits_until_the_small_ones_add_up() {
-        // A grown segment of 40 rows and one day of 10: not yet; with 20 rows more, yes.
-        let grown = seg(1, 0, 0, 39, 40);
-        let day = |id, t| seg(id, 0, t, t + 9, 10);
+        // A grown segment of 400 rows and one day of 100: not yet (compact-rows 2000, so a
+        // run is cheap up to 125 rows); with 100 rows more, yes.
+        let grown = seg(1, 0, 0, 39, 400);
+        let day = |id, t| seg(id, 0, t, t + 9, 100);
         let one = vec![grown.clone(), day(2, 40)];
-        assert!(plan_runs(one.clone(), 1000, 1000, CompactMode::Incremental).is_empty());
-        assert_eq!(
-            ids(&plan_runs(one, 1000, 1000, CompactMode::Full)),
-            [vec![1, 2]]
-        );
+        let runs = |segs: &[SegmentInfo], rows, mode| {
+            ids(&plan_runs(segs.to_vec(), &one_coin(), rows, 1000, mode))
+        };
+        assert!(runs(&one, 2000, CompactMode::Incremental).is_empty());
+        assert_eq!(runs(&one, 2000, CompactMode::Full), [vec![1, 2]]);
+        // With compact-rows 100,000 the run is cheap (at most 6,250 rows): merged at once.
+        assert_eq!(runs(&one, 100_000, CompactMode::Incremental), [vec![1, 2]]);
         let two = vec![grown, day(2, 40), day(3, 50)];
-        assert_eq!(
-            ids(&plan_runs(two, 1000, 1000, CompactMode::Incremental)),
-            [vec![1, 2, 3]]
-        );
-        assert!(plan_runs(vec![day(1, 0), day(2, 10)], 0, 1000, CompactMode::Full).is_empty());
+        assert_eq!(runs(&two, 2000, CompactMode::Incremental), [vec![1, 2, 3]]);
+        assert!(runs(&[day(1, 0), day(2, 10)], 0, CompactMode::Full).is_empty());
     }
 }

@@ -583,8 +583,9 @@ impl Store {
         for group in groups {
             self.move_group(src, dst, group, None, dry_run, report)?;
         }
-        // Compacted segments are disjoint in time from the rest of their bucket, so these rows
-        // are newer than every row of their coins just moved: retention sees them in order.
+        // A compacted segment overlaps in time no other segment holding one of its coins, so
+        // these rows are newer than every row of their coins just moved: the rule sees each
+        // coin's rows in time order.
         for s in straddling {
             self.move_group(src, dst, vec![s], Some(cut), dry_run, report)?;
         }
