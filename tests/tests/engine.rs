@@ -794,7 +794,11 @@ fn disk_usage_is_what_the_filesystem_holds() {
     let segs = walk(&dir.path().join("segments"));
     assert!(segs > 0);
     assert_eq!(u.segment_files, segs);
-    assert_eq!(u.total(), u.db_file + u.wal_file + segs);
+    // The codecs the store keeps (one: jsonl-gzip).
+    let kept = files(&dir.path().join("plugins"));
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(u.components, std::fs::metadata(&kept[0]).unwrap().len());
+    assert_eq!(u.total(), u.db_file + u.wal_file + segs + u.components);
     // Two thirds of the rows left: the file shrank, and holds no free page.
     assert_eq!(u.free_pages, 0, "{u:?}");
     assert_eq!(u.wal_file, 0, "{u:?}");

@@ -69,9 +69,10 @@ pub fn stats_table(stats: &[TierStats]) -> String {
     out
 }
 
-/// What the data directory holds on disk, beside the catalog's logical bytes ([`TierStats`]):
-/// SQLite does not give freed pages back to the filesystem, so after rows move to colder tiers
-/// the database file can be much larger than the hot tier's share of it.
+/// What the data directory holds on disk, beside the catalog's logical bytes ([`TierStats`]).
+/// Free pages are given back after every transition (`Store::reclaim_free_pages`), so the
+/// database file is the hot tier's share of it, and this matches `stats` but for the codec
+/// components the store keeps.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DiskUsage {
     /// The SQLite database file.
@@ -82,23 +83,26 @@ pub struct DiskUsage {
     pub free_pages: u64,
     /// Everything under `segments/` in the segment store, as listed there.
     pub segment_files: u64,
+    /// The codec components the store keeps so it can always read its segments (`plugins/`).
+    pub components: u64,
 }
 
 impl DiskUsage {
     pub fn total(&self) -> u64 {
-        self.db_file + self.wal_file + self.segment_files
+        self.db_file + self.wal_file + self.segment_files + self.components
     }
 
     /// One line for `strata stats`.
     pub fn line(&self) -> String {
         let mb = |b: u64| b as f64 / 1e6;
         format!(
-            "disk: {:.1} MB in all = database {:.1} MB (of it {:.1} MB free pages) + WAL {:.1} MB + segment files {:.1} MB",
+            "disk: {:.1} MB in all = database {:.1} MB (of it {:.1} MB free pages) + WAL {:.1} MB + segment files {:.1} MB + kept codecs {:.1} MB",
             mb(self.total()),
             mb(self.db_file),
             mb(self.free_pages),
             mb(self.wal_file),
-            mb(self.segment_files)
+            mb(self.segment_files),
+            mb(self.components)
         )
     }
 }
@@ -197,6 +201,15 @@ impl Store {
                 .iter()
                 .map(|l| l.size)
                 .sum(),
+            components: std::fs::read_dir(self.dir().join(crate::store::COMPONENTS_DIR))
+                .map(|d| {
+                    d.flatten()
+                        .filter_map(|e| e.metadata().ok())
+                        .filter(|m| m.is_file())
+                        .map(|m| m.len())
+                        .sum()
+                })
+                .unwrap_or(0),
         })
     }
 

@@ -561,6 +561,7 @@ async fn tiers(State(state): State<AppState>, Query(p): Query<ListParams>) -> Ap
                 "wal_bytes": disk.wal_file,
                 "free_page_bytes": disk.free_pages,
                 "segment_file_bytes": disk.segment_files,
+                "kept_codec_bytes": disk.components,
                 "total_bytes": disk.total(),
             }
         }))

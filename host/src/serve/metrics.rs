@@ -178,6 +178,7 @@ impl Metrics {
             ("wal", disk.wal_file),
             ("free_pages", disk.free_pages),
             ("segments", disk.segment_files),
+            ("kept_codecs", disk.components),
         ] {
             self.disk_bytes
                 .get_or_create(&FileLabel { file: file.into() })
