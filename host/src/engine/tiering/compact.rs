@@ -11,8 +11,9 @@
 //! holding one of their coins. A run of two or more is decoded, its rows sorted with later segments winning
 //! on equal (coin, ts) as in a transition, encoded with the tier's codec, read back and
 //! compared, put under a new key (window of the run's first segment, the next seq there) and
-//! made durable; then ONE transaction inserts it into the catalog and deletes the run's rows,
-//! and the old files go after the commit. A crash before the commit leaves the run and an
+//! made durable; then ONE transaction inserts it into the catalog and deletes the run's rows
+//! (several runs, up to 2 M rows, are decoded and encoded on every core and committed
+//! together), and the old files go after the commit. A crash before the commit leaves the run and an
 //! unreferenced new file (removed by startup recovery); after it, the new segment and
 //! unreferenced old files. Every query answers the same before and after.
 //!
@@ -38,6 +39,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{Context, Result};
 use strata_plugin_sdk::Batch;
 
+use super::hot_read::GROUP_ROWS;
 use super::write::{Piece, check_written, encode_and_write, sync_pieces};
 use super::{MoveReport, Plan, PlanTier, dedup_sorted, newest_per_coin};
 use crate::catalog::SegmentInfo;
@@ -134,14 +136,31 @@ impl Store {
                 }
                 self.claim_bucket(&t.def.store)?;
             }
-            for run in runs {
+            for run in &runs {
                 report.runs += 1;
                 report.segments_read += run.len() as u64;
                 report.rows += run.iter().map(|s| s.rows).sum::<u64>();
                 report.bytes_before += run.iter().map(|s| s.bytes).sum::<u64>();
-                if !dry_run {
+            }
+            if !dry_run {
+                // Several runs at a time (up to GROUP_ROWS rows), decoded and encoded on every
+                // core, committed together.
+                let mut batch: Vec<Vec<SegmentInfo>> = Vec::new();
+                let mut rows = 0;
+                for run in runs {
+                    let n: u64 = run.iter().map(|s| s.rows).sum();
+                    if !batch.is_empty() && rows + n > GROUP_ROWS as u64 {
+                        report.bytes_after += self
+                            .merge_runs(t, &std::mem::take(&mut batch))
+                            .with_context(|| format!("compacting tier `{}`", t.def.name))?;
+                        rows = 0;
+                    }
+                    rows += n;
+                    batch.push(run);
+                }
+                if !batch.is_empty() {
                     report.bytes_after += self
-                        .merge_run(t, &run)
+                        .merge_runs(t, &batch)
                         .with_context(|| format!("compacting tier `{}`", t.def.name))?;
                 }
             }
@@ -150,28 +169,39 @@ impl Store {
         Ok(reports)
     }
 
-    /// Merges one run into one segment; returns its size.
-    fn merge_run(&mut self, t: &PlanTier, run: &[SegmentInfo]) -> Result<u64> {
-        let mut all = Batch::default();
-        for b in self.read_segments(run, &[])? {
-            all.extend_from(&b);
-        }
-        // Stable: on equal (coin, ts) the later segment's row comes last and is kept.
-        let mut batch = all.sorted();
-        dedup_sorted(&mut batch);
-        let last_kept = newest_per_coin(&batch, &self.ids_of(&batch)?);
-        let (window, bucket) = (run[0].window_start, run[0].bucket);
-        let seq = self.next_seq(&t.def.name, window, bucket)?;
+    /// Merges each run into one segment, all in one transaction; returns their bytes.
+    fn merge_runs(&mut self, t: &PlanTier, runs: &[Vec<SegmentInfo>]) -> Result<u64> {
+        let members: Vec<SegmentInfo> = runs.iter().flatten().cloned().collect();
+        let mut decoded = self.read_segments(&members, &[])?.into_iter();
         let (codec, _) = t.codec.as_ref().expect("checked by Plan::load");
-        let path = segment::relative_path(&t.def.name, window, bucket, seq, &codec.info.extension)?;
-        let pieces = vec![Piece {
-            window,
-            bucket,
-            seq,
-            path,
-            batch,
-            last_kept,
-        }];
+        let mut seqs: HashMap<(i64, u32), u32> = HashMap::new();
+        let mut pieces = Vec::with_capacity(runs.len());
+        for run in runs {
+            let mut all = Batch::default();
+            for b in decoded.by_ref().take(run.len()) {
+                all.extend_from(&b);
+            }
+            // Stable: on equal (coin, ts) the later segment's row comes last and is kept.
+            let mut batch = all.sorted();
+            dedup_sorted(&mut batch);
+            let last_kept = newest_per_coin(&batch, &self.ids_of(&batch)?);
+            let (window, bucket) = (run[0].window_start, run[0].bucket);
+            let seq = match seqs.get(&(window, bucket)) {
+                Some(&s) => s,
+                None => self.next_seq(&t.def.name, window, bucket)?,
+            };
+            seqs.insert((window, bucket), seq + 1);
+            let path =
+                segment::relative_path(&t.def.name, window, bucket, seq, &codec.info.extension)?;
+            pieces.push(Piece {
+                window,
+                bucket,
+                seq,
+                path,
+                batch,
+                last_kept,
+            });
+        }
         let store = self.store_at(&t.def.store)?;
         let files = encode_and_write(t.codec_ref(), &*store, &pieces, &AtomicBool::new(false));
         let results: Vec<_> = pieces.iter().zip(&files).collect();
@@ -183,12 +213,12 @@ impl Store {
             for w in &written {
                 s.commit_written(w)?;
             }
-            for old in run {
+            for old in &members {
                 s.delete_segment(old.id)?;
             }
             Ok(())
         })?;
-        for old in run {
+        for old in &members {
             segment::check_relative(&old.path)?;
             self.store_at(&old.store)?.delete(&old.path)?;
         }
