@@ -567,8 +567,11 @@ fn backup_is_incremental_and_restores_to_a_store_that_verifies_and_refuses_tampe
             "ingest an hour",
         );
         let second = ok(&env.run(&d, &["backup", &dest], &[]), "second backup");
+        // Only the database chunks the hour changed (the header page's and the row's, perhaps
+        // a pointer-map page's) and the manifest: a few 64 KiB chunks, whatever the store's size.
+        let chunk = strata::backup::CHUNK_BYTES as u64;
         assert!(
-            copied(&second) * 4 < copied(&first),
+            copied(&second) <= 3 * chunk + 16 * 1024 && copied(&second) * 2 < copied(&first),
             "the second backup copied {} bytes, the first {}",
             copied(&second),
             copied(&first)
@@ -629,8 +632,10 @@ fn backup_is_incremental_and_restores_to_a_store_that_verifies_and_refuses_tampe
     // What changed since (opening the store above wrote to one chunk of its database) is all
     // it adds.
     let added = dir_bytes(&dir.join("objects")) - bytes_before;
-    assert!(added * 20 < bytes_before, "{added} bytes added: {out}");
-    assert!(added <= CHUNK_BYTES as u64, "{added} bytes added: {out}");
+    assert!(
+        added <= CHUNK_BYTES as u64 && added * 4 < bytes_before,
+        "{added} bytes added: {out}"
+    );
     let out = ok(
         &env.run(&target, &["restore", dir.to_str().unwrap()], &[]),
         "restore after the interrupted backup",
