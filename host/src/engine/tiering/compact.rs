@@ -40,7 +40,7 @@ use anyhow::{Context, Result};
 use strata_plugin_sdk::Batch;
 
 use super::hot_read::GROUP_ROWS;
-use super::write::{Piece, check_written, encode_and_write, sync_pieces};
+use super::write::{check_written, encode_and_write, sync_pieces};
 use super::{MoveReport, Plan, PlanTier, dedup_sorted, newest_per_coin};
 use crate::catalog::SegmentInfo;
 use crate::segment;
@@ -173,7 +173,6 @@ impl Store {
     fn merge_runs(&mut self, t: &PlanTier, runs: &[Vec<SegmentInfo>]) -> Result<u64> {
         let members: Vec<SegmentInfo> = runs.iter().flatten().cloned().collect();
         let mut decoded = self.read_segments(&members, &[])?.into_iter();
-        let (codec, _) = t.codec.as_ref().expect("checked by Plan::load");
         let mut seqs: HashMap<(i64, u32), u32> = HashMap::new();
         let mut pieces = Vec::with_capacity(runs.len());
         for run in runs {
@@ -185,22 +184,8 @@ impl Store {
             let mut batch = all.sorted();
             dedup_sorted(&mut batch);
             let last_kept = newest_per_coin(&batch, &self.ids_of(&batch)?);
-            let (window, bucket) = (run[0].window_start, run[0].bucket);
-            let seq = match seqs.get(&(window, bucket)) {
-                Some(&s) => s,
-                None => self.next_seq(&t.def.name, window, bucket)?,
-            };
-            seqs.insert((window, bucket), seq + 1);
-            let path =
-                segment::relative_path(&t.def.name, window, bucket, seq, &codec.info.extension)?;
-            pieces.push(Piece {
-                window,
-                bucket,
-                seq,
-                path,
-                batch,
-                last_kept,
-            });
+            let at = (run[0].window_start, run[0].bucket);
+            pieces.push(self.numbered_piece(t, at, batch, last_kept, &mut seqs)?);
         }
         let store = self.store_at(&t.def.store)?;
         let files = encode_and_write(t.codec_ref(), &*store, &pieces, &AtomicBool::new(false));

@@ -447,7 +447,6 @@ impl Store {
         sel: Selected,
         seqs: &mut HashMap<(i64, u32), u32>,
     ) -> Result<Vec<Piece>> {
-        let (codec, _) = dst.codec.as_ref().expect("checked by Plan::load");
         let Selected {
             bucket,
             mut kept,
@@ -483,21 +482,7 @@ impl Store {
                 .map(|(c, ts)| (id_of[&batch.coins[c as usize]], ts))
                 .collect();
             last_kept.sort_unstable();
-            let seq = match seqs.get(&(window, bucket)) {
-                Some(&s) => s,
-                None => self.next_seq(&dst.def.name, window, bucket)?,
-            };
-            seqs.insert((window, bucket), seq + 1);
-            let path =
-                segment::relative_path(&dst.def.name, window, bucket, seq, &codec.info.extension)?;
-            pieces.push(Piece {
-                window,
-                bucket,
-                seq,
-                path,
-                batch,
-                last_kept,
-            });
+            pieces.push(self.numbered_piece(dst, (window, bucket), batch, last_kept, seqs)?);
         }
         Ok(pieces)
     }
@@ -662,8 +647,7 @@ impl Store {
             return Ok(());
         }
         // What stays of split segments: one new source segment each, in its window and bucket.
-        let mut kept_pieces = Vec::new();
-        let (src_codec, _) = src.codec.as_ref().expect("checked by Plan::load");
+        let (mut kept_pieces, mut kept_seqs) = (Vec::new(), HashMap::new());
         for (s, mut batch) in stay {
             if batch.is_empty() {
                 continue;
@@ -671,21 +655,8 @@ impl Store {
             batch = batch.sorted();
             dedup_sorted(&mut batch);
             let last_kept = newest_per_coin(&batch, &self.ids_of(&batch)?);
-            let seq = self.next_seq(&src.def.name, s.window_start, s.bucket)?;
-            kept_pieces.push(Piece {
-                window: s.window_start,
-                bucket: s.bucket,
-                seq,
-                path: segment::relative_path(
-                    &src.def.name,
-                    s.window_start,
-                    s.bucket,
-                    seq,
-                    &src_codec.info.extension,
-                )?,
-                batch,
-                last_kept,
-            });
+            let at = (s.window_start, s.bucket);
+            kept_pieces.push(self.numbered_piece(src, at, batch, last_kept, &mut kept_seqs)?);
         }
         let store = self.store_at(&dst.def.store)?;
         let src_store = self.store_at(&src.def.store)?;
@@ -748,6 +719,33 @@ impl Store {
             "committed a segment move"
         );
         Ok(())
+    }
+
+    /// A piece of `tier` for (window, bucket), numbered after the catalog's segments there and
+    /// `seqs` (this step's pieces not yet in the catalog), which it updates.
+    fn numbered_piece(
+        &self,
+        tier: &PlanTier,
+        (window, bucket): (i64, u32),
+        batch: Batch,
+        last_kept: Vec<(i64, i64)>,
+        seqs: &mut HashMap<(i64, u32), u32>,
+    ) -> Result<Piece> {
+        let (codec, _) = tier.codec.as_ref().expect("checked by Plan::load");
+        let seq = match seqs.get(&(window, bucket)) {
+            Some(&s) => s,
+            None => self.next_seq(&tier.def.name, window, bucket)?,
+        };
+        seqs.insert((window, bucket), seq + 1);
+        let ext = &codec.info.extension;
+        Ok(Piece {
+            window,
+            bucket,
+            seq,
+            path: segment::relative_path(&tier.def.name, window, bucket, seq, ext)?,
+            batch,
+            last_kept,
+        })
     }
 
     /// The store id of every coin of `batch`'s dictionary.
