@@ -122,14 +122,13 @@ impl Store {
                 ..CompactReport::default()
             };
             let span = t.def.compact.span.unwrap_or(i64::MAX);
-            let coins = self.tier_segment_coins(&t.def.name)?;
-            let runs = plan_runs(
-                self.tier_segments(&t.def.name)?,
-                &coins,
-                t.def.compact.rows,
-                span,
-                mode,
-            );
+            let segments = self.tier_segments(&t.def.name)?;
+            let mut runs = plan_runs(segments.clone(), t.def.compact.rows, span, mode);
+            if !runs.is_empty() {
+                // Read only when something may merge, not at every hourly `tier`.
+                let coins = self.tier_segment_coins(&t.def.name)?;
+                runs = keep_disjoint(runs, &segments, &coins);
+            }
             if !dry_run && !runs.is_empty() {
                 if let Some((c, _)) = &t.codec {
                     self.keep_component(c)?;
@@ -216,12 +215,10 @@ impl Store {
 /// enough to rewrite whenever it gains a segment, after `tier` too.
 const CHEAP_RUN_FRACTION: u64 = 16;
 
-/// The runs to merge among a tier's segments, given in catalog order (bucket, window, seq);
-/// `coins`: each segment's coin ids, sorted (a segment missing from it counts as holding
-/// every coin).
+/// The runs to merge among a tier's segments, given in catalog order (bucket, window, seq),
+/// before [`keep_disjoint`].
 fn plan_runs(
     segments: Vec<SegmentInfo>,
-    coins: &HashMap<i64, Vec<i64>>,
     max_rows: u64,
     span: i64,
     mode: CompactMode,
@@ -229,7 +226,6 @@ fn plan_runs(
     if max_rows == 0 {
         return Vec::new();
     }
-    let all = segments.clone();
     let mut runs: Vec<Vec<SegmentInfo>> = Vec::new();
     let mut run: Vec<SegmentInfo> = Vec::new();
     let close = |run: &mut Vec<SegmentInfo>, runs: &mut Vec<Vec<SegmentInfo>>| {
@@ -267,6 +263,17 @@ fn plan_runs(
         }
     }
     close(&mut run, &mut runs);
+    runs
+}
+
+/// The runs that overlap in time no segment outside them (of `all`, the tier's) holding one
+/// of their coins; `coins`: each segment's coin ids, sorted (a segment missing from it counts
+/// as holding every coin).
+fn keep_disjoint(
+    mut runs: Vec<Vec<SegmentInfo>>,
+    all: &[SegmentInfo],
+    coins: &HashMap<i64, Vec<i64>>,
+) -> Vec<Vec<SegmentInfo>> {
     // A merged segment never overlaps in time another segment holding one of its coins (one
     // left out of the run at the edge of a window): a transition can then split it at its cut
     // and still hand the rule every coin's rows in time order (see `move_segments`).
@@ -323,23 +330,15 @@ mod tests {
             seg(4, 0, 20, 29, 10),
             seg(5, 0, 30, 39, 10),
         ];
-        assert_eq!(
-            ids(&plan_runs(
-                segs.clone(),
-                &one_coin(),
-                100,
-                1000,
-                CompactMode::Full
-            )),
-            [vec![4, 5]]
-        );
+        let runs = |coins: &HashMap<i64, Vec<i64>>| {
+            let all = plan_runs(segs.clone(), 100, 1000, CompactMode::Full);
+            ids(&keep_disjoint(all, &segs, coins))
+        };
+        assert_eq!(runs(&one_coin()), [vec![4, 5]]);
         // Other coins in segment 3: it does not matter.
         let mut coins = one_coin();
         coins.insert(3, vec![8]);
-        assert_eq!(
-            ids(&plan_runs(segs, &coins, 100, 1000, CompactMode::Full)),
-            [vec![1, 2], vec![4, 5]]
-        );
+        assert_eq!(runs(&coins), [vec![1, 2], vec![4, 5]]);
     }
 
     fn ids(runs: &[Vec<SegmentInfo>]) -> Vec<Vec<i64>> {
@@ -361,29 +360,17 @@ mod tests {
             seg(8, 1, 70, 79, 10),
         ];
         assert_eq!(
-            ids(&plan_runs(
-                segs.clone(),
-                &one_coin(),
-                100,
-                1000,
-                CompactMode::Full
-            )),
+            ids(&plan_runs(segs.clone(), 100, 1000, CompactMode::Full)),
             [vec![1, 2], vec![4, 5], vec![6, 7, 8]]
         );
         // A span of 20 fits two of these segments, not three.
         assert_eq!(
-            ids(&plan_runs(
-                segs.clone(),
-                &one_coin(),
-                100,
-                20,
-                CompactMode::Full
-            )),
+            ids(&plan_runs(segs.clone(), 100, 20, CompactMode::Full)),
             [vec![1, 2], vec![4, 5], vec![6, 7]]
         );
         // Rows: at most 25 per run.
         assert_eq!(
-            ids(&plan_runs(segs, &one_coin(), 25, 1000, CompactMode::Full)),
+            ids(&plan_runs(segs, 25, 1000, CompactMode::Full)),
             [vec![1, 2], vec![4, 5], vec![6, 7]]
         );
     }
@@ -395,9 +382,8 @@ mod tests {
         let grown = seg(1, 0, 0, 39, 400);
         let day = |id, t| seg(id, 0, t, t + 9, 100);
         let one = vec![grown.clone(), day(2, 40)];
-        let runs = |segs: &[SegmentInfo], rows, mode| {
-            ids(&plan_runs(segs.to_vec(), &one_coin(), rows, 1000, mode))
-        };
+        let runs =
+            |segs: &[SegmentInfo], rows, mode| ids(&plan_runs(segs.to_vec(), rows, 1000, mode));
         assert!(runs(&one, 2000, CompactMode::Incremental).is_empty());
         assert_eq!(runs(&one, 2000, CompactMode::Full), [vec![1, 2]]);
         // With compact-rows 100,000 the run is cheap (at most 6,250 rows): merged at once.
