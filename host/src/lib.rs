@@ -43,7 +43,7 @@ pub mod tools;
 
 pub use engine::{
     backup, bucket, catalog, collect, components, crash, hot, ingest, latest, locations, query,
-    schema, segment, segment_store, store, tiering, verify,
+    schema, sealed, segment, segment_store, store, tiering, verify,
 };
 pub use plugin::roundtrip;
 pub use tools::{bench, compare, demo, generate, plan};

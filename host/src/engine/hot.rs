@@ -133,6 +133,12 @@ impl Store {
         });
         // Sorted by the destination's clustering key, so inserts append.
         let mut order: Vec<u32> = (0..batch.len() as u32).collect();
+        // A bulk import seals every day but its last straight into blocks.
+        let seal_before = if recent {
+            i64::MIN
+        } else {
+            crate::sealed::floor_day(batch.ts.iter().copied().max().unwrap_or(0))
+        };
         let key = |i: &u32| {
             let i = *i as usize;
             let c = ids[batch.coin_index[i] as usize];
@@ -150,6 +156,15 @@ impl Store {
             self.merge_recent_in_txn()?;
             "hot"
         };
+        if !recent {
+            let sealed = self.seal_batch(batch, &ids, &order, seal_before)?;
+            order.retain(|&i| batch.ts[i as usize] >= seal_before);
+            tracing::trace!(
+                sealed,
+                rows = order.len(),
+                "bulk import: sealed and row rows"
+            );
+        }
         // Values are packed a statement's worth at a time (a whole import at once would be
         // 36 bytes a row more of peak memory).
         let mut vals = [[0u8; VALS_LEN]; ROWS_PER_INSERT];
@@ -192,6 +207,45 @@ impl Store {
         })
     }
 
+    /// Seals the rows of `batch` older than `before` (`order`: its rows sorted by (coin id,
+    /// ts), a later duplicate after an earlier one) into blocks; returns how many.
+    fn seal_batch(
+        &mut self,
+        batch: &Batch,
+        ids: &[i64],
+        order: &[u32],
+        before: i64,
+    ) -> Result<usize> {
+        let mut per_coin: Vec<(i64, Vec<HotRow>)> = Vec::new();
+        let mut n = 0;
+        for &i in order {
+            let i = i as usize;
+            if batch.ts[i] >= before {
+                continue;
+            }
+            let coin = ids[batch.coin_index[i] as usize];
+            if per_coin.last().is_none_or(|(c, _)| *c != coin) {
+                per_coin.push((coin, Vec::new()));
+            }
+            let f = [
+                batch.price[i],
+                batch.market_cap[i],
+                batch.volume[i],
+                batch.supply[i],
+            ];
+            per_coin
+                .last_mut()
+                .expect("pushed")
+                .1
+                .push((batch.ts[i], f, batch.rank[i]));
+            n += 1;
+        }
+        if n > 0 {
+            self.seal_import(per_coin, before)?;
+        }
+        Ok(n)
+    }
+
     /// Moves every row of `hot_recent` into `hot` (one transaction).
     pub fn merge_recent(&mut self) -> Result<()> {
         if self.recent_rows == 0 {
@@ -223,6 +277,7 @@ impl Store {
     /// copied into a new table that replaces `hot`: dropping a table frees its pages without
     /// rebalancing the B-tree row by row, so it costs a fraction of a range delete per coin.
     pub(crate) fn drop_hot_before(&mut self, cut: i64, coins: &[i64], moving: u64) -> Result<()> {
+        self.drop_sealed_before(cut, coins)?;
         if self.recent_rows > 0 {
             // Clustered by time: the leaving rows are the start of the table.
             let gone = self
@@ -275,6 +330,12 @@ impl Store {
         if recent.is_some_and(|t| t < cut) {
             return Ok(true);
         }
+        let sealed: Option<i64> =
+            self.conn
+                .query_row("SELECT min(live_from) FROM hot_block", [], |r| r.get(0))?;
+        if sealed.is_some_and(|t| t < cut) {
+            return Ok(true);
+        }
         let mut oldest = self
             .conn
             .prepare_cached("SELECT ts FROM hot WHERE coin = ?1 ORDER BY ts LIMIT 1")?;
@@ -305,8 +366,13 @@ impl Store {
         Ok(false)
     }
 
-    /// Rows in the hot tier (both tables; a key in both counts once).
+    /// Rows in the hot tier (row tables and sealed blocks; a key in more than one counts once).
     pub fn hot_rows(&self) -> Result<u64> {
+        let (sealed, shadowed) = self.sealed_rows()?;
+        Ok(self.row_table_count()? + sealed - shadowed)
+    }
+
+    fn row_table_count(&self) -> Result<u64> {
         let n: i64 = self.conn.query_row(
             "SELECT (SELECT count(*) FROM hot) + (SELECT count(*) FROM hot_recent r
                WHERE NOT EXISTS (SELECT 1 FROM hot h WHERE h.coin = r.coin AND h.ts = r.ts))",
@@ -385,6 +451,45 @@ pub(crate) fn hot_read_on(
     range: &HotRange,
     out: &mut Batch,
 ) -> Result<()> {
+    let (newest_first, limit) = (range.newest_first, range.limit);
+    let coin = out
+        .coins
+        .len()
+        .checked_sub(1)
+        .context("hot_read needs the coin in the output's dictionary")? as u32;
+    let sealed = crate::sealed::read_blocks(conn, id, range)?;
+    if !sealed.is_empty() {
+        // Blocks, overridden by the row tables' rows (late rows and corrections).
+        let mut rows = Batch::default();
+        rows.coins.push(String::new());
+        read_row_tables(conn, recent, id, range, &mut rows)?;
+        let rows: Vec<HotRow> = (0..rows.len())
+            .map(|i| {
+                let f = [
+                    rows.price[i],
+                    rows.market_cap[i],
+                    rows.volume[i],
+                    rows.supply[i],
+                ];
+                (rows.ts[i], f, rows.rank[i])
+            })
+            .collect();
+        crate::sealed::merge_rows(sealed, rows, newest_first, limit, |(ts, f, rank)| {
+            out.push(coin, ts, f[0], f[1], f[2], f[3], rank)
+        });
+        return Ok(());
+    }
+    read_row_tables(conn, recent, id, range, out)
+}
+
+/// The row tables' part of [`hot_read_on`].
+fn read_row_tables(
+    conn: &rusqlite::Connection,
+    recent: bool,
+    id: i64,
+    range: &HotRange,
+    out: &mut Batch,
+) -> Result<()> {
     let &HotRange {
         from,
         to,
@@ -392,11 +497,7 @@ pub(crate) fn hot_read_on(
         limit,
     } = range;
     let lim = limit.map(|l| l as i64).unwrap_or(-1);
-    let coin = out
-        .coins
-        .len()
-        .checked_sub(1)
-        .context("hot_read needs the coin in the output's dictionary")? as u32;
+    let coin = (out.coins.len() - 1) as u32;
     if !recent {
         // Only `hot`: its rows go straight to `out` (a transition reads millions this way).
         let mut st = conn.prepare_cached(read_sql(false, newest_first))?;
@@ -418,30 +519,10 @@ pub(crate) fn hot_read_on(
     };
     let main = read(false)?;
     let recent = read(true)?;
-    // Merge the two sorted lists; on equal ts the recent copy wins.
-    let (mut a, mut b) = (main.into_iter().peekable(), recent.into_iter().peekable());
-    let before = |x: i64, y: i64| if newest_first { x > y } else { x < y };
-    let mut n = 0;
-    while limit.is_none_or(|l| n < l) {
-        let next = match (a.peek(), b.peek()) {
-            (None, None) => break,
-            (Some(_), None) => a.next(),
-            (None, Some(_)) => b.next(),
-            (Some(x), Some(y)) => {
-                if x.0 == y.0 {
-                    a.next();
-                    b.next()
-                } else if before(x.0, y.0) {
-                    a.next()
-                } else {
-                    b.next()
-                }
-            }
-        };
-        let (ts, f, rank) = next.expect("one side has a row");
-        out.push(coin, ts, f[0], f[1], f[2], f[3], rank);
-        n += 1;
-    }
+    // On equal ts the recent copy wins.
+    crate::sealed::merge_rows(main, recent, newest_first, limit, |(ts, f, rank)| {
+        out.push(coin, ts, f[0], f[1], f[2], f[3], rank)
+    });
     Ok(())
 }
 

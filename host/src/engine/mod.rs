@@ -15,6 +15,7 @@ pub mod latest;
 pub mod locations;
 pub mod query;
 pub mod schema;
+pub mod sealed;
 pub mod segment;
 pub mod segment_store;
 pub mod store;

@@ -61,6 +61,8 @@ impl Store {
                (SELECT max(ts) FROM hot WHERE coin = c.id),
                (SELECT min(ts) FROM hot_recent WHERE coin = c.id),
                (SELECT max(ts) FROM hot_recent WHERE coin = c.id),
+               (SELECT min(live_from) FROM hot_block WHERE coin = c.id),
+               (SELECT max(last_ts) FROM hot_block WHERE coin = c.id),
                (SELECT min(s.min_ts) FROM segment_coin sc JOIN segment s ON s.id = sc.segment
                  WHERE sc.coin = c.id),
                (SELECT max(s.max_ts) FROM segment_coin sc JOIN segment s ON s.id = sc.segment
@@ -69,8 +71,8 @@ impl Store {
         )?;
         let rows = st.query_map([], |r| {
             let t = |i: usize| r.get::<_, Option<i64>>(i);
-            let first = [t(3)?, t(5)?, t(7)?].into_iter().flatten().min();
-            let last = [t(4)?, t(6)?, t(8)?].into_iter().flatten().max();
+            let first = [t(3)?, t(5)?, t(7)?, t(9)?].into_iter().flatten().min();
+            let last = [t(4)?, t(6)?, t(8)?, t(10)?].into_iter().flatten().max();
             Ok(CoinEntry {
                 id: r.get(0)?,
                 symbol: r.get::<_, Option<String>>(1)?.unwrap_or_default(),

@@ -10,7 +10,10 @@ use rusqlite::types::ValueRef;
 /// each hot value in a column of its own; opening such a store converts it (see
 /// [`migrate_v1`]). Version 3 added where each segment lives (`segment.store`), the buckets a
 /// store has written to, the highest `seq` ever used and the store's id ([`migrate_v2`]).
-pub const SCHEMA_VERSION: i64 = 3;
+/// Version 4 added the hot tier's sealed blocks (`hot_block`, see
+/// [`sealed`](crate::sealed)); a version-3 store gains the empty table, and its rows are sealed
+/// by the next `tier`.
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The hot tier's main table (also the shape of the table that replaces it when most of its
 /// rows leave at once, see `Store::drop_hot_before`). `vals` is a row's values packed as

@@ -19,6 +19,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::plugin::{CodecPlugin, Runtime, RuntimeConfig};
 use crate::schema::{HOT_RECENT_TABLE, HOT_TABLE, SCHEMA, migrate_v1, migrate_v2};
+use crate::sealed::BLOCK_TABLE;
 use crate::segment_store::{FsSegmentStore, SegmentStore};
 
 pub use crate::schema::SCHEMA_VERSION;
@@ -237,7 +238,7 @@ impl Store {
             ""
         };
         conn.execute_batch(&format!(
-            "BEGIN; {SCHEMA} {HOT_TABLE} {HOT_RECENT_TABLE} {seed_seqs}
+            "BEGIN; {SCHEMA} {HOT_TABLE} {HOT_RECENT_TABLE} {BLOCK_TABLE} {seed_seqs}
              PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         ))
         .with_context(|| format!("creating the schema in {}", db.display()))?;

@@ -134,7 +134,8 @@ impl Store {
     pub fn stats(&self) -> Result<Vec<TierStats>> {
         let (oldest, newest): (Option<i64>, Option<i64>) = self.conn.query_row(
             "SELECT min(a), max(b) FROM (SELECT min(ts) a, max(ts) b FROM hot
-             UNION ALL SELECT min(ts), max(ts) FROM hot_recent)",
+             UNION ALL SELECT min(ts), max(ts) FROM hot_recent
+             UNION ALL SELECT min(live_from), max(last_ts) FROM hot_block)",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
@@ -228,6 +229,7 @@ impl Store {
         if integrity != "ok" {
             fault("strata.db", format!("SQLite integrity check: {integrity}"));
         }
+        self.verify_blocks(&mut fault)?;
         let segs = self.segments()?;
         let mut known = HashSet::new();
         let mut seg_rows = 0;

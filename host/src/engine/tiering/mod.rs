@@ -213,6 +213,15 @@ impl Store {
             reports.push(report);
         }
         if !dry_run {
+            // The hot rows of closed days that stay are sealed into blocks (`sealed`).
+            let t = std::time::Instant::now();
+            let sealed = self.seal_hot(crate::sealed::floor_day(now))?;
+            tracing::debug!(
+                rows = sealed.rows,
+                blocks = sealed.blocks,
+                seal_ms = t.elapsed().as_secs_f64() * 1e3,
+                "sealed closed days of the hot tier"
+            );
             // Small segments the moves left (one per run, window and bucket) are merged.
             for c in self.compact_tiers(plan, CompactMode::Incremental, false)? {
                 if c.runs > 0 {
