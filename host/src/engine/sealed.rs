@@ -49,6 +49,12 @@ CREATE INDEX IF NOT EXISTS hot_block_live ON hot_block (live_from);";
 
 /// Rows a new window is sized for.
 pub const TARGET_ROWS: usize = 256;
+/// A day with at least this many rows is a window of its own. Such blocks cost ~12% more than
+/// 8-day ones (11.7 against 10.4 B/rec on hourly rows) but a transition's daily cut never goes
+/// through one (a block it cuts keeps its dead rows until rewritten: half a window on average,
+/// +13% over a 30-day hot tier) and SQLite packs ~300-byte rows ~14 to a page, where a 2 KB
+/// block fills half of one.
+pub const DENSE_DAY_ROWS: usize = 16;
 /// A block with more rows than this is split into its window's halves.
 pub const MAX_ROWS: usize = 512;
 /// The widest window: 2^10 = 1024 days.
@@ -217,6 +223,10 @@ pub(crate) fn read_blocks(
 /// sorted timestamps being sealed) around it, holds at most [`TARGET_ROWS`] rows.
 fn choose_window(t: i64, pending: &[i64], taken: &[(i64, i64)]) -> (i64, i64) {
     let (first, last) = (pending[0], pending[pending.len() - 1]);
+    let day = (floor_day(t), floor_day(t) + DAY_MS);
+    if pending.partition_point(|&x| x < day.1) >= DENSE_DAY_ROWS {
+        return day;
+    }
     for k in (1..=MAX_SPAN_LOG2).rev() {
         let span = DAY_MS << k;
         let start = t.div_euclid(span) * span;
@@ -830,11 +840,10 @@ mod tests {
     fn windows_fit_the_density_and_never_overlap() {
         let hourly: Vec<i64> = (0..24 * 40).map(|h| 100 * DAY_MS + h * 3_600_000).collect();
         let w = choose_window(hourly[0], &hourly, &[]);
-        assert_eq!(
-            w.1 - w.0,
-            8 * DAY_MS,
-            "hourly rows: 8-day windows (192 rows)"
-        );
+        assert_eq!(w, (100 * DAY_MS, 101 * DAY_MS), "hourly rows: a window a day");
+        let two_hourly: Vec<i64> = hourly.iter().copied().step_by(2).collect();
+        let w = choose_window(two_hourly[0], &two_hourly, &[]);
+        assert_eq!(w.1 - w.0, 16 * DAY_MS, "2-hourly rows: 16-day windows (192 rows)");
         let daily: Vec<i64> = (0..2000).map(|d| d * DAY_MS).collect();
         let w = choose_window(0, &daily, &[]);
         assert_eq!(w.1 - w.0, 256 * DAY_MS, "daily rows: 256-day windows");

@@ -231,6 +231,23 @@ fn hot_figures(
         scale,
     });
 
+    // 2b. What the hot tier costs on disk: closed days in sealed blocks, the open ones row by
+    // row (the import's last day and the hourly batches).
+    store.checkpoint()?;
+    let hot = store.stats()?.remove(0);
+    figures.push(Figure {
+        name: "hot tier on disk after the import and the hourly batches".into(),
+        value: hot.bytes_per_record().unwrap_or(0.0),
+        unit: "B/rec".into(),
+        target: 16.0,
+        higher_is_better: false,
+        prototype: Some(61.3),
+        scale: format!(
+            "{} bytes of SQLite pages for {} rows ({} coins x {} days hourly, {} hourly batches); prototype column: row per row",
+            hot.bytes, hot.rows, cfg.hourly_coins, cfg.hot_days, cfg.batches
+        ),
+    });
+
     // 3. Latest 10 rows of a coin.
     figures.push(latest_figure(&store, &history)?);
 
