@@ -320,6 +320,18 @@ impl Store {
         Ok(())
     }
 
+    /// Copies `hot` into a new table that replaces it (inside the caller's transaction): after
+    /// most of its rows left, the rest fill a few pages instead of a thin share of each.
+    pub(crate) fn rebuild_hot_table(&mut self) -> Result<()> {
+        self.conn.execute_batch(&format!(
+            "DROP TABLE IF EXISTS hot_swap; {}
+             INSERT INTO hot_swap SELECT * FROM hot ORDER BY coin, ts;
+             DROP TABLE hot; ALTER TABLE hot_swap RENAME TO hot;",
+            HOT_TABLE.replace("hot (", "hot_swap (")
+        ))?;
+        Ok(())
+    }
+
     /// Whether the hot tier holds any row older than `cut`. `hot` has no index on `ts` alone
     /// (`min(ts)` would read the whole table), so it looks at each coin's oldest row along the
     /// key, and stops at the first that is old enough.

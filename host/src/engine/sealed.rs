@@ -388,6 +388,14 @@ impl Store {
         }
         if report.rows > 0 {
             self.latest.clear();
+            // Deleting sealed days from `hot` (clustered by coin, then ts) leaves the open day's
+            // rows spread thinly over its pages: when most of it went, it is rebuilt.
+            let left: i64 = self
+                .conn
+                .query_row("SELECT count(*) FROM hot", [], |r| r.get(0))?;
+            if (left as u64) < report.rows {
+                self.write_txn(|s| s.rebuild_hot_table())?;
+            }
         }
         Ok(report)
     }
@@ -543,7 +551,52 @@ impl Store {
 
     /// Removes sealed rows older than `cut` of `coins` (inside the caller's transaction): blocks
     /// wholly older go, a block the cut goes through keeps its bytes and moves `live_from`.
+    ///
+    /// When most blocks go (a backfill ageing out at once), the survivors are copied into a new
+    /// table that replaces `hot_block`: dropping a table frees its pages without rebalancing the
+    /// B-tree block by block (as `drop_hot_before` does for `hot`).
     pub(crate) fn drop_sealed_before(&mut self, cut: i64, coins: &[i64]) -> Result<()> {
+        let (older, all): (i64, i64) = self.conn.query_row(
+            "SELECT (SELECT count(*) FROM hot_block WHERE live_from < ?1),
+                    (SELECT count(*) FROM hot_block)",
+            [cut],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if older == 0 {
+            return Ok(());
+        }
+        let swap = older * 2 > all;
+        if swap {
+            self.conn.execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS moved_coin (id INTEGER PRIMARY KEY);
+                 DELETE FROM temp.moved_coin;
+                 DROP TABLE IF EXISTS hot_block_swap;",
+            )?;
+            {
+                let mut put = self
+                    .conn
+                    .prepare("INSERT OR IGNORE INTO temp.moved_coin (id) VALUES (?1)")?;
+                for c in coins {
+                    put.execute([c])?;
+                }
+            }
+            let create = BLOCK_TABLE
+                .split(';')
+                .next()
+                .expect("the table comes first")
+                .replace("hot_block (", "hot_block_swap (");
+            self.conn.execute_batch(&create)?;
+            self.conn.execute(
+                "INSERT INTO hot_block_swap SELECT * FROM hot_block
+                 WHERE last_ts >= ?1 OR coin NOT IN (SELECT id FROM temp.moved_coin)
+                 ORDER BY coin, win_start",
+                [cut],
+            )?;
+            self.conn.execute_batch(&format!(
+                "DROP TABLE hot_block; ALTER TABLE hot_block_swap RENAME TO hot_block;
+                 DELETE FROM temp.moved_coin; {BLOCK_TABLE}"
+            ))?;
+        }
         let mut gone = self
             .conn
             .prepare_cached("DELETE FROM hot_block WHERE coin = ?1 AND last_ts < ?2")?;
@@ -555,7 +608,9 @@ impl Store {
             "UPDATE hot_block SET live_from = ?3, rows = ?4 WHERE coin = ?1 AND win_start = ?2",
         )?;
         for &coin in coins {
-            gone.execute(rusqlite::params![coin, cut])?;
+            if !swap {
+                gone.execute(rusqlite::params![coin, cut])?;
+            }
             let blocks: Vec<((i64, i64), Vec<u8>)> = cut_through
                 .query_map(rusqlite::params![coin, cut], |r| {
                     Ok(((r.get(0)?, r.get(1)?), r.get(3)?))
@@ -840,10 +895,18 @@ mod tests {
     fn windows_fit_the_density_and_never_overlap() {
         let hourly: Vec<i64> = (0..24 * 40).map(|h| 100 * DAY_MS + h * 3_600_000).collect();
         let w = choose_window(hourly[0], &hourly, &[]);
-        assert_eq!(w, (100 * DAY_MS, 101 * DAY_MS), "hourly rows: a window a day");
+        assert_eq!(
+            w,
+            (100 * DAY_MS, 101 * DAY_MS),
+            "hourly rows: a window a day"
+        );
         let two_hourly: Vec<i64> = hourly.iter().copied().step_by(2).collect();
         let w = choose_window(two_hourly[0], &two_hourly, &[]);
-        assert_eq!(w.1 - w.0, 16 * DAY_MS, "2-hourly rows: 16-day windows (192 rows)");
+        assert_eq!(
+            w.1 - w.0,
+            16 * DAY_MS,
+            "2-hourly rows: 16-day windows (192 rows)"
+        );
         let daily: Vec<i64> = (0..2000).map(|d| d * DAY_MS).collect();
         let w = choose_window(0, &daily, &[]);
         assert_eq!(w.1 - w.0, 256 * DAY_MS, "daily rows: 256-day windows");

@@ -338,7 +338,13 @@ impl Store {
             for w in &moved.written {
                 s.commit_written(w)?;
             }
+            let catalog_ms = t.elapsed().as_secs_f64() * 1e3;
             s.drop_hot_before(cut, &moved.coins, report.rows_read)?;
+            tracing::debug!(
+                catalog_ms,
+                drop_ms = t.elapsed().as_secs_f64() * 1e3 - catalog_ms,
+                "catalog rows written, hot rows dropped"
+            );
             s.latest.clear();
             Ok(())
         })?;
