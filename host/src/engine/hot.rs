@@ -26,6 +26,7 @@ use strata_plugin_sdk::Batch;
 
 use crate::latest::HotRow;
 use crate::schema::{HOT_TABLE, VALS_LEN, pack_values, unpack_values};
+use crate::sealed::ROUND_ROWS;
 use crate::store::{CoinMeta, Store};
 
 /// A batch with at most this many distinct timestamps goes to `hot_recent`.
@@ -157,7 +158,9 @@ impl Store {
             "hot"
         };
         if !recent {
+            let t = std::time::Instant::now();
             let sealed = self.seal_batch(batch, &ids, &order, seal_before)?;
+            tracing::trace!(sealed, seal_ms = t.elapsed().as_secs_f64() * 1e3, "sealed an import");
             order.retain(|&i| batch.ts[i as usize] >= seal_before);
             tracing::trace!(
                 sealed,
@@ -217,7 +220,7 @@ impl Store {
         before: i64,
     ) -> Result<usize> {
         let mut per_coin: Vec<(i64, Vec<HotRow>)> = Vec::new();
-        let mut n = 0;
+        let (mut n, mut round) = (0, 0);
         for &i in order {
             let i = i as usize;
             if batch.ts[i] >= before {
@@ -225,6 +228,11 @@ impl Store {
             }
             let coin = ids[batch.coin_index[i] as usize];
             if per_coin.last().is_none_or(|(c, _)| *c != coin) {
+                // A round's rows at a time (whole coins), not a copy of the whole import.
+                if round >= ROUND_ROWS {
+                    self.seal_import(std::mem::take(&mut per_coin), before)?;
+                    round = 0;
+                }
                 per_coin.push((coin, Vec::new()));
             }
             let f = [
@@ -239,8 +247,9 @@ impl Store {
                 .1
                 .push((batch.ts[i], f, batch.rank[i]));
             n += 1;
+            round += 1;
         }
-        if n > 0 {
+        if !per_coin.is_empty() {
             self.seal_import(per_coin, before)?;
         }
         Ok(n)

@@ -29,6 +29,7 @@
 //!   every core, and replaces blocks and deletes rows in one transaction per round.
 
 use anyhow::{Context, Result, bail};
+use rusqlite::OptionalExtension;
 use strata_codec_columnar::container::{self, Params};
 use strata_plugin_sdk::Batch;
 
@@ -67,7 +68,7 @@ const PARAMS: Params = Params {
     entropy: false,
 };
 /// Rows sealed per round: one transaction, encoded on every core.
-const ROUND_ROWS: usize = 1 << 20;
+pub(crate) const ROUND_ROWS: usize = 1 << 20;
 
 /// The start of `t`'s UTC day.
 pub fn floor_day(t: i64) -> i64 {
@@ -638,23 +639,54 @@ impl Store {
         if n == 0 {
             return Ok((0, 0));
         }
-        // Candidates: row-table rows inside some block's live span; then checked exactly.
-        let mut st = self.conn.prepare(
-            "SELECT b.coin, b.win_start, b.win_end, b.live_from, b.data, group_concat(h.ts)
-             FROM (SELECT coin, ts FROM hot UNION SELECT coin, ts FROM hot_recent) h
-             JOIN hot_block b ON b.coin = h.coin AND b.win_start <= h.ts AND h.ts < b.win_end
-               AND h.ts >= b.live_from AND h.ts <= b.last_ts
-             GROUP BY b.coin, b.win_start",
+        // Per coin, row-table rows no newer than its newest block's last row are candidates
+        // (a few seeks a coin; usually none); each is checked against the one block whose
+        // window may hold it.
+        let mut newest = self.conn.prepare_cached(
+            "SELECT last_ts FROM hot_block WHERE coin = ?1 ORDER BY win_start DESC LIMIT 1",
         )?;
-        let mut q = st.query([])?;
+        let mut candidates = self.conn.prepare_cached(
+            "SELECT ts FROM hot WHERE coin = ?1 AND ts <= ?2
+             UNION SELECT ts FROM hot_recent WHERE coin = ?1 AND ts <= ?2",
+        )?;
+        let mut holder = self.conn.prepare_cached(
+            "SELECT win_start, win_end, live_from, last_ts, data FROM hot_block
+             WHERE coin = ?1 AND win_start <= ?2 ORDER BY win_start DESC LIMIT 1",
+        )?;
         let mut shadowed = 0u64;
-        while let Some(r) = q.next()? {
-            let (coin, win) = (r.get(0)?, (r.get(1)?, r.get(2)?));
-            let live_from: i64 = r.get(3)?;
-            let rows = decode(coin, win, r.get_ref(4)?.as_blob()?)?;
-            let ts: String = r.get(5)?;
-            for t in ts.split(',').filter_map(|t| t.parse::<i64>().ok()) {
-                if t >= live_from && rows.binary_search_by_key(&t, |r| r.0).is_ok() {
+        for &coin in self.coin_ids.values() {
+            let Some(last) = newest
+                .query_row([coin], |r| r.get::<_, i64>(0))
+                .optional()?
+            else {
+                continue;
+            };
+            let ts: Vec<i64> = candidates
+                .query_map([coin, last], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut decoded: Option<(i64, Vec<HotRow>)> = None;
+            for t in ts {
+                let Some((win, live_from, last_ts, data)) = holder
+                    .query_row([coin, t], |r| {
+                        Ok((
+                            (r.get::<_, i64>(0)?, r.get::<_, i64>(1)?),
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, i64>(3)?,
+                            r.get::<_, Vec<u8>>(4)?,
+                        ))
+                    })
+                    .optional()?
+                else {
+                    continue;
+                };
+                if t >= win.1 || t < live_from || t > last_ts {
+                    continue;
+                }
+                if decoded.as_ref().is_none_or(|(w, _)| *w != win.0) {
+                    decoded = Some((win.0, decode(coin, win, &data)?));
+                }
+                let rows = &decoded.as_ref().expect("decoded just now").1;
+                if rows.binary_search_by_key(&t, |r| r.0).is_ok() {
                     shadowed += 1;
                 }
             }

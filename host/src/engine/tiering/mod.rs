@@ -335,8 +335,18 @@ impl Store {
         }
         let t = std::time::Instant::now();
         self.write_txn(|s| {
+            // A coin is in a segment per destination window: its `last_kept` is raised once,
+            // to the newest of them (a backfill writes ~1 M (segment, coin) pairs).
+            let mut kept: std::collections::BTreeMap<i64, i64> = Default::default();
             for w in &moved.written {
-                s.commit_written(w)?;
+                s.insert_segment(&w.info, &w.coin_ids)?;
+                for &(id, ts) in &w.last_kept {
+                    let k = kept.entry(id).or_insert(ts);
+                    *k = (*k).max(ts);
+                }
+            }
+            for (id, ts) in kept {
+                s.raise_last_kept(&dst.def.name, id, ts)?;
             }
             let catalog_ms = t.elapsed().as_secs_f64() * 1e3;
             s.drop_hot_before(cut, &moved.coins, report.rows_read)?;
