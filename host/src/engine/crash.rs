@@ -22,6 +22,7 @@ pub const POINTS: &[&str] = &[
     "before-commit",
     "after-commit",
     "old-files-deleted",
+    "seal-round",
     "compacted-files-deleted",
     "object-put",
 ];

@@ -160,7 +160,11 @@ impl Store {
         if !recent {
             let t = std::time::Instant::now();
             let sealed = self.seal_batch(batch, &ids, &order, seal_before)?;
-            tracing::trace!(sealed, seal_ms = t.elapsed().as_secs_f64() * 1e3, "sealed an import");
+            tracing::trace!(
+                sealed,
+                seal_ms = t.elapsed().as_secs_f64() * 1e3,
+                "sealed an import"
+            );
             order.retain(|&i| batch.ts[i as usize] >= seal_before);
             tracing::trace!(
                 sealed,
@@ -351,10 +355,7 @@ impl Store {
         if recent.is_some_and(|t| t < cut) {
             return Ok(true);
         }
-        let sealed: Option<i64> =
-            self.conn
-                .query_row("SELECT min(live_from) FROM hot_block", [], |r| r.get(0))?;
-        if sealed.is_some_and(|t| t < cut) {
+        if self.sealed_span()?.0.is_some_and(|t| t < cut) {
             return Ok(true);
         }
         let mut oldest = self

@@ -61,8 +61,8 @@ impl Store {
                (SELECT max(ts) FROM hot WHERE coin = c.id),
                (SELECT min(ts) FROM hot_recent WHERE coin = c.id),
                (SELECT max(ts) FROM hot_recent WHERE coin = c.id),
-               (SELECT min(live_from) FROM hot_block WHERE coin = c.id),
-               (SELECT max(last_ts) FROM hot_block WHERE coin = c.id),
+               (SELECT live_from FROM hot_block WHERE coin = c.id ORDER BY win_start LIMIT 1),
+               (SELECT last_ts FROM hot_block WHERE coin = c.id ORDER BY win_start DESC LIMIT 1),
                (SELECT min(s.min_ts) FROM segment_coin sc JOIN segment s ON s.id = sc.segment
                  WHERE sc.coin = c.id),
                (SELECT max(s.max_ts) FROM segment_coin sc JOIN segment s ON s.id = sc.segment

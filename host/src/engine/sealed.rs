@@ -45,8 +45,7 @@ pub(crate) const BLOCK_TABLE: &str = "CREATE TABLE IF NOT EXISTS hot_block (
     live_from INTEGER NOT NULL, last_ts INTEGER NOT NULL, rows INTEGER NOT NULL,
     data BLOB NOT NULL,
     PRIMARY KEY (coin, win_start)
-);
-CREATE INDEX IF NOT EXISTS hot_block_live ON hot_block (live_from);";
+);";
 
 /// Rows a new window is sized for.
 pub const TARGET_ROWS: usize = 256;
@@ -557,12 +556,18 @@ impl Store {
     /// table that replaces `hot_block`: dropping a table frees its pages without rebalancing the
     /// B-tree block by block (as `drop_hot_before` does for `hot`).
     pub(crate) fn drop_sealed_before(&mut self, cut: i64, coins: &[i64]) -> Result<()> {
-        let (older, all): (i64, i64) = self.conn.query_row(
-            "SELECT (SELECT count(*) FROM hot_block WHERE live_from < ?1),
-                    (SELECT count(*) FROM hot_block)",
-            [cut],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
+        // Blocks that start before the cut, counted on the key's index.
+        let mut before = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM hot_block WHERE coin = ?1 AND win_start < ?2")?;
+        let mut older = 0i64;
+        for &coin in coins {
+            older += before.query_row(rusqlite::params![coin, cut], |r| r.get::<_, i64>(0))?;
+        }
+        drop(before);
+        let all: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM hot_block", [], |r| r.get(0))?;
         if older == 0 {
             return Ok(());
         }
@@ -626,6 +631,26 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// The first and last live timestamps of all blocks: per coin, its first block's
+    /// `live_from` and its last block's `last_ts` (windows are disjoint), two seeks a coin.
+    pub(crate) fn sealed_span(&self) -> Result<(Option<i64>, Option<i64>)> {
+        let mut first = self.conn.prepare_cached(
+            "SELECT live_from FROM hot_block WHERE coin = ?1 ORDER BY win_start LIMIT 1",
+        )?;
+        let mut last = self.conn.prepare_cached(
+            "SELECT last_ts FROM hot_block WHERE coin = ?1 ORDER BY win_start DESC LIMIT 1",
+        )?;
+        let (mut lo, mut hi): (Option<i64>, Option<i64>) = (None, None);
+        for &coin in self.coin_ids.values() {
+            if let Some(f) = first.query_row([coin], |r| r.get::<_, i64>(0)).optional()? {
+                lo = Some(lo.map_or(f, |l| l.min(f)));
+                let l: i64 = last.query_row([coin], |r| r.get(0))?;
+                hi = Some(hi.map_or(l, |h| h.max(l)));
+            }
+        }
+        Ok((lo, hi))
     }
 
     /// Live rows in blocks, and row-table rows that override one of them (counted twice by a

@@ -132,13 +132,15 @@ pub struct VerifyReport {
 impl Store {
     /// Per tier: rows, segments, bytes, time range, codecs. The hot tier comes first.
     pub fn stats(&self) -> Result<Vec<TierStats>> {
-        let (oldest, newest): (Option<i64>, Option<i64>) = self.conn.query_row(
+        let (rows_oldest, rows_newest): (Option<i64>, Option<i64>) = self.conn.query_row(
             "SELECT min(a), max(b) FROM (SELECT min(ts) a, max(ts) b FROM hot
-             UNION ALL SELECT min(ts), max(ts) FROM hot_recent
-             UNION ALL SELECT min(live_from), max(last_ts) FROM hot_block)",
+             UNION ALL SELECT min(ts), max(ts) FROM hot_recent)",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
+        let (sealed_oldest, sealed_newest) = self.sealed_span()?;
+        let oldest = rows_oldest.into_iter().chain(sealed_oldest).min();
+        let newest = rows_newest.into_iter().chain(sealed_newest).max();
         let page_size: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
         // Pages in use: freed pages (rows that moved to colder tiers) are reused, not counted.
         let pages: i64 = self.conn.query_row(
