@@ -119,6 +119,25 @@ impl Store {
         Ok(out)
     }
 
+    /// The time range (min_ts, max_ts) of every segment of `tier`, per coin (store id).
+    pub(crate) fn tier_coin_extents(
+        &self,
+        tier: &str,
+    ) -> Result<std::collections::HashMap<i64, Vec<(i64, i64)>>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT sc.coin, s.min_ts, s.max_ts FROM segment_coin sc JOIN segment s ON s.id = sc.segment
+             WHERE s.tier = ?1",
+        )?;
+        let mut out: std::collections::HashMap<i64, Vec<(i64, i64)>> = Default::default();
+        let mut rows = st.query(params![tier])?;
+        while let Some(r) = rows.next()? {
+            out.entry(r.get(0)?)
+                .or_default()
+                .push((r.get(1)?, r.get(2)?));
+        }
+        Ok(out)
+    }
+
     /// Segments of `tier` whose newest row is older than `cut`, oldest first.
     pub(crate) fn segments_before(&self, tier: &str, cut: i64) -> Result<Vec<SegmentInfo>> {
         let mut st = self.conn.prepare_cached(&format!(

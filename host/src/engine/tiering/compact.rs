@@ -22,10 +22,10 @@
 //! segment exactly as the run's members did.
 //!
 //! A merged segment may cover many windows. Transitions move segments wholly older than their
-//! cut, and split one that holds rows more than a window older than the cut (the rows older
+//! cut, and split one that holds rows of a window wholly older than the cut's (the rows older
 //! than the cut move, the rest stay in a new segment; see `move_segments`), so compaction
-//! never keeps a row in its tier longer than an unmerged segment would: at most one window
-//! past `keep`.
+//! never keeps a row in its tier longer than an unmerged segment would: at most to the end of
+//! the window in which it passes `keep`.
 //!
 //! [`Store::compact`] with [`CompactMode::Full`] (`strata compact`) merges every run that
 //! fits; [`CompactMode::Incremental`] (after each `tier`) only a run whose largest segment is

@@ -16,11 +16,18 @@
 //!   SQLite transaction inserts all the catalog rows, raises `last_kept` and removes the moved
 //!   hot rows (`Store::drop_hot_before`).
 //! - **segments → next**: source segments *wholly* older than the cut (`max_ts < cut`; a
-//!   segment straddling the cut waits for a later run, so segments are never split), a group
-//!   of whole source windows at a time (consecutive windows starting in the same destination
-//!   window, up to 2 M rows): decode, split by destination coin bucket, select, split by
-//!   destination window, encode, write every new file, then ONE transaction inserts the new
-//!   catalog rows and deletes the old ones; the old files are deleted after the commit.
+//!   segment of one window straddling the cut waits for a later run), a group of whole source
+//!   windows at a time (consecutive windows starting in the same destination window, up to
+//!   2 M rows): decode, split by destination coin bucket, select, split by destination
+//!   window, encode, write every new file, then ONE transaction inserts the new catalog rows
+//!   and deletes the old ones; the old files are deleted after the commit. A segment spanning
+//!   several windows that holds rows of a window wholly older than the cut's is split at the
+//!   cut: its older rows move, the rest stays in a new segment committed in the same
+//!   transaction.
+//!
+//! A bucket's survivors are split by destination window, but consecutive windows share one
+//! segment (up to the tier's `compact-rows`) where no segment of their coins overlaps them in
+//! time: a backfill of years writes one segment per bucket, as compaction would leave it.
 //!
 //! A crash before the commit leaves the source visible and the new segments unreferenced;
 //! after it, the new segments visible and the old ones unreferenced. Startup recovery deletes
@@ -68,8 +75,9 @@ pub struct MoveReport {
     pub rows_kept: u64,
     pub segments_written: u64,
     pub segments_removed: u64,
-    /// Source segments split at the cut (compacted ones holding rows more than a window past
-    /// it): their younger rows stay in the source tier in a new segment each.
+    /// Source segments split at the cut (ones spanning several windows, holding rows of a
+    /// window wholly older than the cut's): their younger rows stay in the source tier in a
+    /// new segment each.
     pub segments_split: u64,
     pub bytes_written: u64,
     /// What the command should tell the user: each destination window of which the retention
@@ -116,6 +124,51 @@ struct Moved {
     seqs: HashMap<(i64, u32), u32>,
     /// Survivors of the current coin bucket, not yet written.
     selected: Option<Selected>,
+    /// The destination's segments per coin, for pieces spanning several windows.
+    taken: Taken,
+}
+
+/// The time ranges (min_ts, max_ts) of a destination tier's segments per coin store id: the
+/// catalog's (read when a move first wants a piece of several windows, so a move of one
+/// window never reads it) and those of the pieces this move planned.
+///
+/// A piece may span several destination windows only where no segment holding one of its
+/// coins overlaps its time range: the invariant compaction keeps too (see `compact`), so a
+/// multi-window segment never competes with another for a row.
+#[derive(Default)]
+struct Taken {
+    catalog: Option<HashMap<i64, Vec<(i64, i64)>>>,
+    planned: HashMap<i64, Vec<(i64, i64)>>,
+}
+
+impl Taken {
+    /// Whether no segment holding one of `coins` overlaps `[lo, hi]`; `catalog` reads the
+    /// catalog's ranges the first time they are needed.
+    fn free(
+        &mut self,
+        coins: &[i64],
+        (lo, hi): (i64, i64),
+        catalog: impl FnOnce() -> Result<HashMap<i64, Vec<(i64, i64)>>>,
+    ) -> Result<bool> {
+        if self.catalog.is_none() {
+            self.catalog = Some(catalog()?);
+        }
+        let catalog = self.catalog.as_ref().expect("read above");
+        let overlaps = |m: &HashMap<i64, Vec<(i64, i64)>>, c: &i64| {
+            m.get(c)
+                .is_some_and(|v| v.iter().any(|&(a, b)| a <= hi && b >= lo))
+        };
+        Ok(!coins
+            .iter()
+            .any(|c| overlaps(catalog, c) || overlaps(&self.planned, c)))
+    }
+
+    /// Records a planned piece of `coins` over `[lo, hi]`.
+    fn plan(&mut self, coins: &[i64], (lo, hi): (i64, i64)) {
+        for &c in coins {
+            self.planned.entry(c).or_default().push((lo, hi));
+        }
+    }
 }
 
 /// What a retention rule kept of a group (or of several groups of one coin bucket).
@@ -306,7 +359,7 @@ impl Store {
                     self.move_hot_group(dst, group?, dry_run, report, &mut moved, &wtx)?;
                 }
                 if let Some(last) = moved.selected.take() {
-                    let pieces = self.plan_pieces(dst, last, &mut moved.seqs)?;
+                    let pieces = self.plan_pieces(dst, last, &mut moved.seqs, &mut moved.taken)?;
                     wtx.send(pieces).context("the segment writer stopped")?;
                 }
                 Ok(())
@@ -397,7 +450,7 @@ impl Store {
             }
             acc => {
                 if let Some(full) = acc.replace(sel) {
-                    let pieces = self.plan_pieces(dst, full, &mut moved.seqs)?;
+                    let pieces = self.plan_pieces(dst, full, &mut moved.seqs, &mut moved.taken)?;
                     segments = pieces.len();
                     writer.send(pieces).context("the segment writer stopped")?;
                 }
@@ -463,14 +516,19 @@ impl Store {
         })
     }
 
-    /// Splits the survivors of one destination coin bucket by destination window into the
-    /// segments to write, numbered after the catalog's and `seqs`' (this move's segments not
-    /// yet in the catalog).
+    /// Splits the survivors of one destination coin bucket into the segments to write, by
+    /// destination window, numbered after the catalog's and `seqs`' (this move's segments not
+    /// yet in the catalog). Consecutive windows share a segment, as compaction would merge
+    /// them, while it holds at most the tier's `compact-rows` and covers at most its
+    /// `compact-span`, and no other segment of its coins overlaps it in time (`Taken`): so a
+    /// backfill of years writes a segment per bucket and a few hundred thousand rows, not one
+    /// per window to be merged afterwards.
     fn plan_pieces(
         &self,
         dst: &PlanTier,
         sel: Selected,
         seqs: &mut HashMap<(i64, u32), u32>,
+        taken: &mut Taken,
     ) -> Result<Vec<Piece>> {
         let Selected {
             bucket,
@@ -490,8 +548,49 @@ impl Store {
                 .or_default()
                 .push(r as u32);
         }
-        let mut pieces = Vec::with_capacity(windows.len());
+        // Runs of consecutive windows, each a piece at its first window: (window, rows,
+        // coins, time range).
+        let ids: Vec<i64> = kept.coins.iter().map(|c| id_of[c]).collect();
+        let (limit, max_span) = (
+            dst.def.compact.rows,
+            dst.def.compact.span.unwrap_or(i64::MAX),
+        );
+        type Run = (i64, Vec<u32>, Vec<i64>, (i64, i64));
+        let mut runs: Vec<Run> = Vec::new();
         for (window, rows) in windows {
+            let mut coins: Vec<i64> = rows
+                .iter()
+                .map(|&r| ids[kept.coin_index[r as usize] as usize])
+                .collect();
+            coins.sort_unstable();
+            coins.dedup();
+            let span = rows
+                .iter()
+                .map(|&r| kept.ts[r as usize])
+                .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
+            if let Some((_, run_rows, run_coins, run_span)) = runs.last_mut() {
+                let joined = (run_span.0.min(span.0), run_span.1.max(span.1));
+                if (run_rows.len() + rows.len()) as u64 <= limit && joined.1 - joined.0 <= max_span
+                {
+                    let mut all = run_coins.clone();
+                    all.extend_from_slice(&coins);
+                    all.sort_unstable();
+                    all.dedup();
+                    if taken.free(&all, joined, || self.tier_coin_extents(&dst.def.name))? {
+                        run_rows.extend_from_slice(&rows);
+                        *run_coins = all;
+                        *run_span = joined;
+                        continue;
+                    }
+                }
+            }
+            runs.push((window, rows, coins, span));
+        }
+        let mut pieces = Vec::with_capacity(runs.len());
+        for (window, mut rows, coins, span) in runs {
+            // A coin's rows come from several windows: back into (coin, ts) order.
+            rows.sort_unstable();
+            taken.plan(&coins, span);
             let batch = if rows.len() == kept.len() {
                 std::mem::take(&mut kept)
             } else {
@@ -578,26 +677,40 @@ impl Store {
             GROUP_ROWS as u64,
         );
         // A segment that straddles the cut moves as a whole later, when all of it is older;
-        // but one holding rows more than a window older than the cut (a compacted one, see
-        // `compact`) is split now, so no row stays more than a window past `keep`.
+        // but one holding rows of a window wholly older than the cut's (one spanning several
+        // windows: compacted, or written so by a transition) is split at the cut now, so its
+        // rows leave no later than from a segment per window (and it is split once a window).
+        let cut_window = segment::window_start(cut, src.def.window);
         let straddling: Vec<SegmentInfo> = self
             .tier_segments(&src.def.name)?
             .into_iter()
-            .filter(|s| s.max_ts >= cut && s.min_ts < cut.saturating_sub(src.def.window))
+            .filter(|s| s.max_ts >= cut && s.min_ts < cut_window)
             .collect();
         let nothing = groups.is_empty() && straddling.is_empty();
         if !dry_run && !nothing {
             self.claim_bucket(&dst.def.store)?;
             self.claim_bucket(&src.def.store)?;
         }
+        let mut taken = Taken::default();
         for group in groups {
-            self.move_group(src, dst, group, None, dry_run, report)?;
+            self.move_group((src, dst), group, None, dry_run, report, &mut taken)?;
         }
         // A compacted segment overlaps in time no other segment holding one of its coins, so
         // these rows are newer than every row of their coins just moved: the rule sees each
-        // coin's rows in time order.
+        // coin's rows in time order. (So at most one of them holds a coin: they go together.)
+        let mut rows = 0;
+        let mut group: Vec<SegmentInfo> = Vec::new();
         for s in straddling {
-            self.move_group(src, dst, vec![s], Some(cut), dry_run, report)?;
+            if !group.is_empty() && rows + s.rows > GROUP_ROWS as u64 {
+                let full = std::mem::take(&mut group);
+                self.move_group((src, dst), full, Some(cut), dry_run, report, &mut taken)?;
+                rows = 0;
+            }
+            rows += s.rows;
+            group.push(s);
+        }
+        if !group.is_empty() {
+            self.move_group((src, dst), group, Some(cut), dry_run, report, &mut taken)?;
         }
         Ok(())
     }
@@ -608,12 +721,12 @@ impl Store {
     /// written and committed in the same transaction.
     fn move_group(
         &mut self,
-        src: &PlanTier,
-        dst: &PlanTier,
+        (src, dst): (&PlanTier, &PlanTier),
         group: Vec<SegmentInfo>,
         split_at: Option<i64>,
         dry_run: bool,
         report: &mut MoveReport,
+        taken: &mut Taken,
     ) -> Result<()> {
         // Decode the group's source windows (on every core), later segments (higher seq)
         // winning on equal keys.
@@ -665,7 +778,7 @@ impl Store {
             };
             let sel = self.select(dst, group, report)?;
             if !dry_run {
-                pieces.extend(self.plan_pieces(dst, sel, &mut seqs)?);
+                pieces.extend(self.plan_pieces(dst, sel, &mut seqs, taken)?);
             }
         }
         if dry_run {
@@ -904,6 +1017,21 @@ mod tests {
             .iter()
             .map(|g| g.iter().map(|s| (s.window_start, s.bucket)).collect())
             .collect()
+    }
+
+    #[test]
+    fn a_piece_spans_windows_only_where_no_segment_of_its_coins_is() {
+        let mut taken = Taken::default();
+        let catalog = || Ok(HashMap::from([(1, vec![(100, 200)])]));
+        // Coin 1 has a segment over [100, 200]; coin 2 none.
+        assert!(!taken.free(&[1], (150, 300), catalog).unwrap());
+        assert!(!taken.free(&[2, 1], (0, 100), || unreachable!()).unwrap());
+        assert!(taken.free(&[1], (201, 300), || unreachable!()).unwrap());
+        assert!(taken.free(&[2], (0, 1000), || unreachable!()).unwrap());
+        // A piece this move planned counts like a catalog segment.
+        taken.plan(&[2, 3], (500, 600));
+        assert!(!taken.free(&[3], (600, 700), || unreachable!()).unwrap());
+        assert!(taken.free(&[3], (601, 700), || unreachable!()).unwrap());
     }
 
     #[test]
