@@ -202,9 +202,17 @@ pub fn run(
     let tier = store.tier(&plan, cfg.now, false)?;
     let tier_secs = t.elapsed().as_secs_f64();
     progress(Event::Finish);
+    let t = Instant::now();
     let stats = store.stats()?;
+    let stats_ms = t.elapsed().as_secs_f64() * 1e3;
 
     let queries = query_picks(store, &newest, &stats)?;
+    tracing::debug!(
+        stats_ms,
+        queries_ms = t.elapsed().as_secs_f64() * 1e3 - stats_ms,
+        "demo: stats and queries"
+    );
+    let t = Instant::now();
 
     // Codecs and the plan, on the hot-tier rows of a sample of coins.
     let mut sample = Batch::default();
@@ -216,6 +224,11 @@ pub fn run(
         let a = store.query(&m.id, cfg.now - cfg.hourly_days * DAY_MS, cfg.now)?;
         sample.extend_from(&a.rows);
     }
+    tracing::debug!(
+        sample_ms = t.elapsed().as_secs_f64() * 1e3,
+        "demo: the sample's rows"
+    );
+    let t = Instant::now();
     let codecs = compare::builtin_codecs();
     progress(Event::Start {
         step: "compare codecs",
@@ -225,6 +238,11 @@ pub fn run(
         progress(Event::Advance(1))
     });
     progress(Event::Finish);
+    tracing::debug!(
+        compare_ms = t.elapsed().as_secs_f64() * 1e3,
+        "demo: codecs compared"
+    );
+    let t = Instant::now();
     let hot_bytes_per_record = stats
         .first()
         .and_then(TierStats::bytes_per_record)
@@ -238,6 +256,7 @@ pub fn run(
             ..Default::default()
         },
     )?;
+    tracing::debug!(plan_ms = t.elapsed().as_secs_f64() * 1e3, "demo: plan");
 
     Ok(Report {
         config: cfg.clone(),

@@ -139,9 +139,24 @@ struct Moved {
 struct Taken {
     catalog: Option<HashMap<i64, Vec<(i64, i64)>>>,
     planned: HashMap<i64, Vec<(i64, i64)>>,
+    /// The start of the window of the destination's own cut in this run, if it has one: no
+    /// piece spans it, so what moves on at once leaves in whole segments (no split rewrites
+    /// the rows that stay, just written).
+    boundary: Option<i64>,
 }
 
 impl Taken {
+    /// For a move into `dst` at `now`.
+    fn new(dst: &PlanTier, now: i64) -> Taken {
+        Taken {
+            boundary: dst
+                .def
+                .keep
+                .map(|k| segment::window_start(now.saturating_sub(k), dst.def.window)),
+            ..Taken::default()
+        }
+    }
+
     /// Whether no segment holding one of `coins` overlaps `[lo, hi]`; `catalog` reads the
     /// catalog's ranges the first time they are needed.
     fn free(
@@ -252,11 +267,12 @@ impl Store {
                 cut,
                 ..MoveReport::default()
             };
+            let taken = Taken::new(dst, now);
             if i == 0 {
-                self.move_hot(dst, cut, dry_run, &mut report)
+                self.move_hot(dst, cut, dry_run, &mut report, taken)
                     .with_context(|| format!("moving `{}` to `{}`", report.from, report.to))?;
             } else {
-                self.move_segments(src, dst, cut, dry_run, &mut report)
+                self.move_segments(src, dst, cut, dry_run, &mut report, taken)
                     .with_context(|| format!("moving `{}` to `{}`", report.from, report.to))?;
             }
             if !dry_run {
@@ -306,6 +322,7 @@ impl Store {
         cut: i64,
         dry_run: bool,
         report: &mut MoveReport,
+        taken: Taken,
     ) -> Result<()> {
         if !self.hot_has_rows_before(cut)? {
             return Ok(());
@@ -327,7 +344,10 @@ impl Store {
         let db = self.db_path();
         let recent = self.recent_rows > 0;
         let read_rows = self.options.transition_read_rows.max(1);
-        let mut moved = Moved::default();
+        let mut moved = Moved {
+            taken,
+            ..Moved::default()
+        };
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Group>>(1);
         // A writer thread encodes and writes each coin bucket's segments while this thread
         // selects the next groups: encoding and fsyncs overlap reading and selecting.
@@ -568,7 +588,10 @@ impl Store {
                 .iter()
                 .map(|&r| kept.ts[r as usize])
                 .fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
-            if let Some((_, run_rows, run_coins, run_span)) = runs.last_mut() {
+            let crosses = |first: i64| taken.boundary.is_some_and(|b| first < b && window >= b);
+            if let Some((first, run_rows, run_coins, run_span)) = runs.last_mut()
+                && !crosses(*first)
+            {
                 let joined = (run_span.0.min(span.0), run_span.1.max(span.1));
                 if (run_rows.len() + rows.len()) as u64 <= limit && joined.1 - joined.0 <= max_span
                 {
@@ -670,6 +693,7 @@ impl Store {
         cut: i64,
         dry_run: bool,
         report: &mut MoveReport,
+        mut taken: Taken,
     ) -> Result<()> {
         let groups = chunk_by_destination(
             self.segments_before(&src.def.name, cut)?,
@@ -691,7 +715,6 @@ impl Store {
             self.claim_bucket(&dst.def.store)?;
             self.claim_bucket(&src.def.store)?;
         }
-        let mut taken = Taken::default();
         for group in groups {
             self.move_group((src, dst), group, None, dry_run, report, &mut taken)?;
         }
