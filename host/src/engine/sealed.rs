@@ -447,6 +447,7 @@ impl Store {
     /// the coin's row-table rows older than `before`) and deletes those row-table rows; inside
     /// the caller's transaction. Returns the blocks written.
     fn seal_in_txn(&mut self, pending: Vec<(i64, Vec<HotRow>)>, before: i64) -> Result<u64> {
+        let t = std::time::Instant::now();
         let mut jobs = Vec::new();
         let mut coins = Vec::with_capacity(pending.len());
         for (coin, rows) in pending {
@@ -455,7 +456,9 @@ impl Store {
                 self.plan_coin(coin, rows, &mut jobs)?;
             }
         }
+        let plan_ms = t.elapsed().as_secs_f64() * 1e3;
         let sealed = run_jobs(jobs)?;
+        let encode_ms = t.elapsed().as_secs_f64() * 1e3 - plan_ms;
         let mut blocks = 0;
         {
             let mut drop_block = self
@@ -490,6 +493,13 @@ impl Store {
                 drop_rows.execute(rusqlite::params![coin, before])?;
             }
         }
+        tracing::trace!(
+            blocks,
+            plan_ms,
+            encode_ms,
+            write_ms = t.elapsed().as_secs_f64() * 1e3 - plan_ms - encode_ms,
+            "seal round"
+        );
         Ok(blocks)
     }
 
