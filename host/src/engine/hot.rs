@@ -133,24 +133,30 @@ impl Store {
             times.len() <= RECENT_MAX_TIMES
         });
         // Sorted by the destination's clustering key, so inserts append.
-        let mut order: Vec<u32> = (0..batch.len() as u32).collect();
         // A bulk import seals every day but its last straight into blocks.
         let seal_before = if recent {
             i64::MIN
         } else {
             crate::sealed::floor_day(batch.ts.iter().copied().max().unwrap_or(0))
         };
-        let key = |i: &u32| {
-            let i = *i as usize;
-            let c = ids[batch.coin_index[i] as usize];
-            if recent {
-                (batch.ts[i], c)
-            } else {
-                (c, batch.ts[i])
-            }
-        };
         // Stable: equal keys keep input order, so the later row of a duplicate wins.
-        order.sort_by_key(key);
+        let mut order: Vec<u32> = if recent {
+            let mut order: Vec<u32> = (0..batch.len() as u32).collect();
+            order.sort_by_key(|&i| {
+                let i = i as usize;
+                (batch.ts[i], ids[batch.coin_index[i] as usize])
+            });
+            order
+        } else {
+            // By (coin id, ts): a counting sort by the coins' ranks in id order.
+            let mut by_id: Vec<u32> = (0..ids.len() as u32).collect();
+            by_id.sort_unstable_by_key(|&c| ids[c as usize]);
+            let mut rank = vec![0u32; ids.len()];
+            for (r, &c) in by_id.iter().enumerate() {
+                rank[c as usize] = r as u32;
+            }
+            batch.order_by_rank(&rank)
+        };
         let table = if recent {
             "hot_recent"
         } else {

@@ -51,7 +51,7 @@ impl Default for DemoConfig {
             weekly_from: 6 * 365,
             now: 1_767_225_600_000, // 2026-01-01T00:00Z
             seed: 2026,
-            sample_coins: 300,
+            sample_coins: 150,
             policy: None,
         }
     }
@@ -160,9 +160,8 @@ pub fn run(
     let mut first = true;
     let mut flush = |chunk: &mut Batch, secs: &mut f64, first: &mut bool| -> Result<()> {
         let t = Instant::now();
-        let sorted = chunk.sorted();
         store
-            .ingest(&sorted, if *first { &meta } else { &[] })
+            .ingest(chunk, if *first { &meta } else { &[] })
             .context("ingesting generated rows")?;
         *first = false;
         *secs += t.elapsed().as_secs_f64();

@@ -236,10 +236,17 @@ impl Batch {
         for (r, &c) in by_name.iter().enumerate() {
             coin_rank[c as usize] = r as u32;
         }
+        self.order_by_rank(&coin_rank)
+    }
+
+    /// The row order that sorts this batch by (`coin_rank[coin_index]`, ts), stable for equal
+    /// keys; `coin_rank` maps each dictionary entry to a rank below its length (equal ranks
+    /// allowed).
+    pub fn order_by_rank(&self, coin_rank: &[u32]) -> Vec<u32> {
         // A counting sort by coin (stable, O(rows + coins)), then each coin's rows by ts,
         // stably: they are usually in time order already (a batch of hourly steps, a time-ordered
         // file), and checking that is one pass.
-        let mut start = vec![0usize; self.coins.len() + 1];
+        let mut start = vec![0usize; coin_rank.len() + 1];
         for &c in &self.coin_index {
             start[coin_rank[c as usize] as usize + 1] += 1;
         }
