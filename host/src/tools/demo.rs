@@ -137,6 +137,17 @@ pub fn run(
 ) -> Result<Report> {
     let started = Instant::now();
     store.set_runtime(rt.clone());
+    // Every built-in plugin is compiled (into the runtime's cache; a first run's is empty) on
+    // the core the generator leaves idle, not when the transitions and the comparison first
+    // need one. A plugin that fails to load fails there again, with its error.
+    let warm_up = std::thread::spawn({
+        let rt = rt.clone();
+        move || {
+            for b in crate::plugin::BUILTINS {
+                let _ = rt.load(&crate::plugin::PluginRef::parse(b.name));
+            }
+        }
+    });
     let schedule = cfg.schedule();
     let mut generator = Generator::new(GenConfig {
         coins: cfg.coins,
@@ -189,6 +200,8 @@ pub fn run(
     }
     drop(chunk);
     progress(Event::Finish);
+
+    warm_up.join().expect("loading a plugin does not panic");
 
     // Age everything against the demo's "now".
     let policy = cfg.policy.clone().unwrap_or_else(policy::default_policy);
