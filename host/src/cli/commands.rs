@@ -619,7 +619,15 @@ pub(crate) fn run_demo(g: &Global, cfg: &strata::demo::DemoConfig) -> Result<()>
         );
     }
     let rt = runtime(g)?;
-    let mut store = strata::Store::open(&dir)?;
+    // A smaller page cache than a long-lived store's: the demo's writes append and its
+    // transitions read each page once, and its memory stays under 1 GiB.
+    let mut store = strata::Store::open_with(
+        &dir,
+        strata::store::StoreOptions {
+            cache_mib: 128,
+            ..Default::default()
+        },
+    )?;
     let days = |d: i64| {
         if d == 1 {
             "1 day".to_string()
