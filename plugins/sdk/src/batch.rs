@@ -501,10 +501,12 @@ mod tests {
         };
         for case in 0..200 {
             let coins = 1 + next(12) as usize;
-            let mut b = Batch::default();
-            b.coins = (0..coins)
-                .map(|c| format!("c{}", next(50) + c as u64 * 50))
-                .collect();
+            let mut b = Batch {
+                coins: (0..coins)
+                    .map(|c| format!("c{}", next(50) + c as u64 * 50))
+                    .collect(),
+                ..Batch::default()
+            };
             let rows = next(300) as usize;
             let mut ts = 0;
             for _ in 0..rows {
