@@ -1002,6 +1002,53 @@ fn transitions_compact_as_they_go() {
     assert!(warm.len() <= 40, "{} segments", warm.len());
 }
 
+/// Two stores holding the same generated rows: `Small`'s, whose plan (`off`) has compaction
+/// off, and one for the same tiers with compaction on (`on`, `Compaction::default()`).
+struct Twins {
+    start: i64,
+    tiers: Vec<ModelTier>,
+    model: Model,
+    off: Plan,
+    on: Plan,
+    plain: Store,
+    compacting: Store,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+impl Twins {
+    fn new(coins: usize, days: usize, seed: u64) -> Twins {
+        let Small {
+            start,
+            mut generator,
+            meta,
+            tiers,
+            plan: off,
+            dir,
+            store: mut plain,
+            model,
+        } = Small::new(coins, days, seed);
+        let compacting_dir = tempfile::tempdir().unwrap();
+        let mut compacting = Store::open(compacting_dir.path()).unwrap();
+        compacting.set_runtime(runtime().clone());
+        let mut all = Batch::default();
+        while let Some(b) = generator.next_batch() {
+            all.extend_from(&b);
+        }
+        plain.ingest(&all, &meta).unwrap();
+        compacting.ingest(&all, &meta).unwrap();
+        Twins {
+            start,
+            tiers,
+            model,
+            off,
+            on: plan_with("", Compaction::default()),
+            plain,
+            compacting,
+            _dirs: (dir, compacting_dir),
+        }
+    }
+}
+
 /// Compacted segments span many windows, yet no row stays in a tier past the window in which it
 /// passes its `keep` (as in a tier of one segment per window): a transition splits such a
 /// segment at its cut. Two stores take the same data
@@ -1011,26 +1058,16 @@ fn transitions_compact_as_they_go() {
 #[test]
 fn compacted_segments_split_at_the_cut_and_end_like_uncompacted_ones() {
     let (coins, days) = (12, 420);
-    let Small {
+    let Twins {
         start,
-        mut generator,
-        meta,
         tiers,
-        plan: off,
-        dir: _dir,
-        store: mut plain,
         model,
-    } = Small::new(coins, days, 9);
-    let on = plan_with("", Compaction::default());
-    let dir = tempfile::tempdir().unwrap();
-    let mut compacting = Store::open(dir.path()).unwrap();
-    compacting.set_runtime(runtime().clone());
-    let mut all = Batch::default();
-    while let Some(b) = generator.next_batch() {
-        all.extend_from(&b);
-    }
-    plain.ingest(&all, &meta).unwrap();
-    compacting.ingest(&all, &meta).unwrap();
+        off,
+        on,
+        mut plain,
+        mut compacting,
+        _dirs,
+    } = Twins::new(coins, days, 9);
     let mut splits = 0;
     for day in (31..=days as i64).step_by(5) {
         let now = start + day * DAY;
@@ -1072,26 +1109,16 @@ fn compacted_segments_split_at_the_cut_and_end_like_uncompacted_ones() {
 #[test]
 fn a_backfill_writes_merged_segments_and_answers_like_one_per_window() {
     let (coins, days) = (12, 400);
-    let Small {
+    let Twins {
         start,
-        mut generator,
-        meta,
         tiers,
-        plan: off,
-        dir: _dir,
-        store: mut plain,
         model,
-    } = Small::new(coins, days, 13);
-    let on = plan_with("", Compaction::default());
-    let dir = tempfile::tempdir().unwrap();
-    let mut merged = Store::open(dir.path()).unwrap();
-    merged.set_runtime(runtime().clone());
-    let mut all = Batch::default();
-    while let Some(b) = generator.next_batch() {
-        all.extend_from(&b);
-    }
-    plain.ingest(&all, &meta).unwrap();
-    merged.ingest(&all, &meta).unwrap();
+        off,
+        on,
+        mut plain,
+        compacting: mut merged,
+        _dirs,
+    } = Twins::new(coins, days, 13);
     let mut now = start + days as i64 * DAY;
     plain.tier(&off, now, false).unwrap();
     let moved = merged.tier(&on, now, false).unwrap();
