@@ -15,8 +15,10 @@
 //! exact while `avg(price)` in DuckDB skips unknowns instead of returning NaN. (A NaN with any
 //! other bit pattern is kept as a value.) Rows keep their input order.
 //!
-//! Decoding goes through the arrow reader with the expected schema; with a coin filter, a row
-//! filter on `coin` runs first and the other columns are decoded only for matching rows.
+//! Both directions use the `parquet` crate's column API directly (no arrow): encoding writes
+//! each column with its definition levels, decoding reads the `coin` column first and, with a
+//! coin filter, reads the other columns only for runs of matching rows and skips the rest.
+//! Files are checked against the schema above before any column is read.
 //!
 //! **Integrity.** The Parquet reader panics on some damaged files (division by zero, bounds
 //! checks), and inside wasm a panic is a trap. So each segment carries a CRC-32 of the whole
@@ -26,25 +28,19 @@
 //! damaged segments (any single-bit flip, any truncation) are `corrupt-input` before the Parquet
 //! reader sees them. A file without the block (not written by this codec) is refused.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int32Type, TimestampMillisecondType, UInt32Type};
-use arrow_array::{
-    Array, ArrayRef, BooleanArray, DictionaryArray, Float64Array, Int32Array, RecordBatch,
-    StringArray, TimestampMillisecondArray, UInt32Array,
-};
-use arrow_buffer::{NullBuffer, ScalarBuffer};
-use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{
-    ArrowPredicateFn, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowFilter,
-};
-use parquet::basic::{BrotliLevel, Compression, Encoding, GzipLevel};
+use parquet::basic::{BrotliLevel, Compression, Encoding, GzipLevel, Type as Physical};
+use parquet::column::reader::{ColumnReaderImpl, get_typed_column_reader};
+use parquet::data_type::{ByteArray, ByteArrayType, DataType, DoubleType, Int32Type, Int64Type};
 use parquet::file::properties::WriterProperties;
-use parquet::schema::types::ColumnPath;
+use parquet::file::reader::{FileReader, RowGroupReader};
+use parquet::file::serialized_reader::SerializedFileReader;
+use parquet::file::writer::{SerializedFileWriter, SerializedRowGroupWriter};
+use parquet::schema::parser::parse_message_type;
+use parquet::schema::types::{ColumnPath, SchemaDescriptor};
 use strata_plugin_sdk::{
     Batch, Codec, CodecInfo, CoinDict, Error, OptionSpec, Options, PluginInfo, Result,
 };
@@ -53,8 +49,8 @@ const FLOAT_COLUMNS: [&str; 4] = ["price", "market_cap", "volume", "supply"];
 const COMPRESSIONS: [&str; 6] = ["snappy", "gzip", "brotli", "lz4", "zstd", "none"];
 /// The default `compression` (index into [`COMPRESSIONS`]); see the option's description.
 const DEFAULT_COMPRESSION: usize = 0;
-/// Rows per arrow record batch while decoding.
-const READ_BATCH_ROWS: usize = 64 * 1024;
+/// Rows handed to the column writers and readers at a time.
+const CHUNK_ROWS: usize = 64 * 1024;
 /// The integrity block before the footer: this tag, then the CRC-32 (LE) of the file without
 /// the block.
 const CHECK_TAG: &[u8; 8] = b"strata\0\x01";
@@ -62,18 +58,30 @@ const CHECK_LEN: usize = CHECK_TAG.len() + 4;
 /// The Parquet trailer: footer length (u32 LE) and the magic `PAR1`.
 const TRAILER_LEN: usize = 8;
 
+/// The Parquet schema of a segment (see the table in the crate docs).
+const SCHEMA: &str = "message strata_segment {
+    required binary coin (STRING);
+    required int64 ts (TIMESTAMP(MILLIS, true));
+    optional double price;
+    optional double market_cap;
+    optional double volume;
+    optional double supply;
+    optional int32 rank (INTEGER(32, false));
+}";
+
+/// Each column's name, physical type and whether it may hold nulls, in file order.
+const COLUMNS: [(&str, Physical, bool); 7] = [
+    ("coin", Physical::BYTE_ARRAY, false),
+    ("ts", Physical::INT64, false),
+    ("price", Physical::DOUBLE, true),
+    ("market_cap", Physical::DOUBLE, true),
+    ("volume", Physical::DOUBLE, true),
+    ("supply", Physical::DOUBLE, true),
+    ("rank", Physical::INT32, true),
+];
+
 #[derive(Default)]
 pub struct Parquet;
-
-/// The arrow schema of a segment, as written and as read.
-fn schema() -> SchemaRef {
-    let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
-    let ts = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
-    let mut fields = vec![Field::new("coin", dict, false), Field::new("ts", ts, false)];
-    fields.extend(FLOAT_COLUMNS.map(|c| Field::new(c, DataType::Float64, true)));
-    fields.push(Field::new("rank", DataType::UInt32, true));
-    Arc::new(Schema::new(fields))
-}
 
 fn internal(e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("parquet: {e}"))
@@ -117,37 +125,187 @@ fn compression(opts: &Options) -> Result<Compression> {
     })
 }
 
-/// Nulls where `unknown` holds, or none when nothing is unknown.
-fn nulls<T>(values: &[T], unknown: impl Fn(&T) -> bool) -> Option<NullBuffer> {
-    values
-        .iter()
-        .any(&unknown)
-        .then(|| NullBuffer::from_iter(values.iter().map(|v| !unknown(v))))
+/// Writes the next column of `rg`, one value per row of `rows` (`None` for a null, in a
+/// nullable column), a chunk at a time.
+fn write_column<T: DataType, R>(
+    rg: &mut SerializedRowGroupWriter<'_, &mut Vec<u8>>,
+    rows: &[R],
+    nullable: bool,
+    value: impl Fn(&R) -> Option<T::T>,
+) -> Result<()> {
+    let mut col = rg
+        .next_column()
+        .map_err(internal)?
+        .ok_or_else(|| internal("the schema has fewer columns than written"))?;
+    let w = col.typed::<T>();
+    let (mut values, mut levels) = (Vec::new(), Vec::new());
+    for chunk in rows.chunks(CHUNK_ROWS) {
+        values.clear();
+        levels.clear();
+        for r in chunk {
+            let v = value(r);
+            levels.push(i16::from(v.is_some()));
+            values.extend(v);
+        }
+        if !nullable && values.len() != chunk.len() {
+            return Err(internal("a null in a required column"));
+        }
+        w.write_batch(&values, nullable.then_some(&levels[..]), None)
+            .map_err(internal)?;
+    }
+    col.close().map_err(internal)
 }
 
-fn float_column(values: &[f64]) -> ArrayRef {
-    let canonical_nan = f64::NAN.to_bits();
-    let nulls = nulls(values, |v| v.to_bits() == canonical_nan);
-    Arc::new(Float64Array::new(
-        ScalarBuffer::from(values.to_vec()),
-        nulls,
-    ))
+/// Checks that a file has this codec's columns, with their types, before any is read (the
+/// typed column readers panic on a type they do not expect, and a panic in wasm is a trap).
+fn check_schema(schema: &SchemaDescriptor) -> Result<()> {
+    if schema.num_columns() != COLUMNS.len() {
+        return Err(corrupt(format!(
+            "{} columns, expected {}",
+            schema.num_columns(),
+            COLUMNS.len()
+        )));
+    }
+    for (i, &(name, physical, nullable)) in COLUMNS.iter().enumerate() {
+        let c = schema.column(i);
+        if c.name() != name
+            || c.physical_type() != physical
+            || c.max_rep_level() != 0
+            || c.max_def_level() > i16::from(nullable)
+        {
+            return Err(corrupt(format!(
+                "column {i} is `{}` {:?}{}, expected `{name}` {physical:?}{}",
+                c.name(),
+                c.physical_type(),
+                if c.max_def_level() > 0 { " (nullable)" } else { "" },
+                if nullable { " (nullable)" } else { "" },
+            )));
+        }
+    }
+    Ok(())
 }
 
-/// A float column back to values, nulls as canonical NaN.
-fn floats(col: &ArrayRef, name: &str) -> Result<Vec<f64>> {
-    let a = col
-        .as_primitive_opt::<Float64Type>()
-        .ok_or_else(|| corrupt(format!("column `{name}` is not DOUBLE")))?;
-    Ok(match a.nulls() {
-        None => a.values().to_vec(),
-        Some(n) => a
-            .values()
-            .iter()
-            .zip(n.iter())
-            .map(|(&v, valid)| if valid { v } else { f64::NAN })
-            .collect(),
-    })
+/// Which rows of a row group to read: runs of `(keep, rows)`, alternating.
+type Runs = Vec<(bool, usize)>;
+
+/// Reads column `i` of `rg` into `out` for the rows `runs` keeps: nulls become `null`, and
+/// every run must be there in full.
+fn read_column<T: DataType>(
+    rg: &dyn RowGroupReader,
+    i: usize,
+    runs: &Runs,
+    null: T::T,
+    out: &mut Vec<T::T>,
+) -> Result<()>
+where
+    T::T: Copy,
+{
+    let mut r: ColumnReaderImpl<T> =
+        get_typed_column_reader(rg.get_column_reader(i).map_err(corrupt)?);
+    let nullable = rg.metadata().column(i).column_descr().max_def_level() > 0;
+    let name = COLUMNS[i].0;
+    let short = || corrupt(format!("column `{name}` ends before the row group does"));
+    let (mut values, mut levels) = (Vec::new(), Vec::new());
+    for &(keep, mut rows) in runs {
+        if !keep {
+            if r.skip_records(rows).map_err(corrupt)? != rows {
+                return Err(short());
+            }
+            continue;
+        }
+        while rows > 0 {
+            let want = rows.min(CHUNK_ROWS);
+            if !nullable {
+                let (got, _, _) = r.read_records(want, None, None, out).map_err(corrupt)?;
+                if got == 0 {
+                    return Err(short());
+                }
+                rows -= got;
+                continue;
+            }
+            values.clear();
+            levels.clear();
+            let (got, n_values, _) = r
+                .read_records(want, Some(&mut levels), None, &mut values)
+                .map_err(corrupt)?;
+            if got == 0 || n_values != values.len() || levels.len() != got {
+                return Err(short());
+            }
+            let mut next = values.iter();
+            for &l in &levels {
+                out.push(if l > 0 {
+                    *next.next().ok_or_else(short)?
+                } else {
+                    null
+                });
+            }
+            rows -= got;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the `coin` column of a row group: interns each row's coin into `dict` (appending to
+/// `coin_index`) for the rows `wanted` keeps, and returns the runs of kept rows.
+fn read_coins(
+    rg: &dyn RowGroupReader,
+    rows: usize,
+    wanted: Option<&std::collections::HashSet<&str>>,
+    batch: &mut Batch,
+    dict: &mut CoinDict,
+) -> Result<Runs> {
+    let mut r: ColumnReaderImpl<ByteArrayType> =
+        get_typed_column_reader(rg.get_column_reader(0).map_err(corrupt)?);
+    let mut runs: Runs = Vec::new();
+    let mut values: Vec<ByteArray> = Vec::new();
+    // Rows of one coin come together in a segment: the previous row's answer is usually it.
+    let mut last: Option<(ByteArray, Option<u32>)> = None;
+    let mut seen: HashMap<Vec<u8>, Option<u32>> = HashMap::new();
+    let mut left = rows;
+    while left > 0 {
+        values.clear();
+        let (got, _, _) = r
+            .read_records(left.min(CHUNK_ROWS), None, None, &mut values)
+            .map_err(corrupt)?;
+        if got == 0 || values.len() != got {
+            return Err(corrupt("column `coin` ends before the row group does"));
+        }
+        left -= got;
+        for v in values.drain(..) {
+            let slot = match &last {
+                Some((prev, slot)) if *prev == v => *slot,
+                _ => {
+                    let slot = match seen.get(v.data()) {
+                        Some(&slot) => slot,
+                        None => {
+                            let id = std::str::from_utf8(v.data())
+                                .ok()
+                                .filter(|id| !id.is_empty())
+                                .ok_or_else(|| {
+                                    corrupt("column `coin`: an empty or non-UTF-8 coin id")
+                                })?;
+                            let slot = match wanted {
+                                Some(w) if !w.contains(id) => None,
+                                _ => Some(dict.intern(&mut batch.coins, id)),
+                            };
+                            seen.insert(v.data().to_vec(), slot);
+                            slot
+                        }
+                    };
+                    last = Some((v, slot));
+                    slot
+                }
+            };
+            if let Some(c) = slot {
+                batch.coin_index.push(c);
+            }
+            match runs.last_mut() {
+                Some((keep, n)) if *keep == slot.is_some() => *n += 1,
+                _ => runs.push((slot.is_some(), 1)),
+            }
+        }
+    }
+    Ok(runs)
 }
 
 impl Codec for Parquet {
@@ -198,40 +356,8 @@ impl Codec for Parquet {
         let delta_ts = opts.flag("delta_ts", true)?;
         let split = opts.flag("byte_stream_split", true)?;
 
-        let keys: Vec<i32> = batch
-            .coin_index
-            .iter()
-            .map(|&c| i32::try_from(c))
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|_| Error::Unsupported("more than 2^31 coins".into()))?;
-        let coin = DictionaryArray::<Int32Type>::try_new(
-            Int32Array::from(keys),
-            Arc::new(StringArray::from_iter_values(&batch.coins)),
-        )
-        .map_err(internal)?;
-        let ts = TimestampMillisecondArray::new(ScalarBuffer::from(batch.ts.clone()), None)
-            .with_timezone("UTC");
-        let rank = UInt32Array::new(
-            ScalarBuffer::from(batch.rank.clone()),
-            nulls(&batch.rank, |&r| r == 0),
-        );
-        let mut columns: Vec<ArrayRef> = vec![Arc::new(coin), Arc::new(ts)];
-        for values in [
-            &batch.price,
-            &batch.market_cap,
-            &batch.volume,
-            &batch.supply,
-        ] {
-            columns.push(float_column(values));
-        }
-        columns.push(Arc::new(rank));
-        let record = RecordBatch::try_new(schema(), columns).map_err(internal)?;
-
         let mut props = WriterProperties::builder()
             .set_compression(compression)
-            // One row group holding the whole batch.
-            .set_max_row_group_row_count(Some(batch.len().max(1)))
-            .set_max_row_group_bytes(None)
             .set_dictionary_enabled(false)
             .set_column_dictionary_enabled(ColumnPath::from("coin"), dictionary)
             .set_created_by(concat!("strata-codec-parquet ", env!("CARGO_PKG_VERSION")).into());
@@ -244,39 +370,78 @@ impl Codec for Parquet {
                 props = props.set_column_encoding(ColumnPath::from(c), Encoding::BYTE_STREAM_SPLIT);
             }
         }
+        let schema = Arc::new(parse_message_type(SCHEMA).map_err(internal)?);
         let mut out = Vec::with_capacity(batch.len() * 24 + 4096);
-        let mut writer =
-            ArrowWriter::try_new(&mut out, schema(), Some(props.build())).map_err(internal)?;
-        writer.write(&record).map_err(internal)?;
+        let mut writer = SerializedFileWriter::new(&mut out, schema, Arc::new(props.build()))
+            .map_err(internal)?;
+        // One row group holding the whole batch.
+        let mut rg = writer.next_row_group().map_err(internal)?;
+        let ids: Vec<ByteArray> = batch
+            .coins
+            .iter()
+            .map(|c| ByteArray::from(Bytes::copy_from_slice(c.as_bytes())))
+            .collect();
+        write_column::<ByteArrayType, u32>(&mut rg, &batch.coin_index, false, |&c| {
+            Some(ids[c as usize].clone())
+        })?;
+        write_column::<Int64Type, i64>(&mut rg, &batch.ts, false, |&t| Some(t))?;
+        for values in [
+            &batch.price,
+            &batch.market_cap,
+            &batch.volume,
+            &batch.supply,
+        ] {
+            // Unknown (the canonical NaN) is a null; any other NaN is a value.
+            write_column::<DoubleType, f64>(&mut rg, values, true, |&v| {
+                (v.to_bits() != f64::NAN.to_bits()).then_some(v)
+            })?;
+        }
+        write_column::<Int32Type, u32>(&mut rg, &batch.rank, true, |&r| {
+            (r != 0).then_some(r as i32)
+        })?;
+        rg.close().map_err(internal)?;
         writer.close().map_err(internal)?;
         add_checksum(out)
     }
 
     fn decode(&self, bytes: &[u8], coins: Option<&[String]>) -> Result<Batch> {
         let file = verify_checksum(bytes)?;
-        let options = ArrowReaderOptions::new().with_schema(schema());
-        let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
-            .map_err(corrupt)?;
-        let rows = builder.metadata().file_metadata().num_rows();
-        let mut builder = builder.with_batch_size(READ_BATCH_ROWS);
-        if let Some(wanted) = coins {
-            let wanted: std::collections::HashSet<String> = wanted.iter().cloned().collect();
-            let mask = ProjectionMask::roots(builder.parquet_schema(), [0]);
-            let predicate = ArrowPredicateFn::new(mask, move |rb: RecordBatch| {
-                coin_mask(rb.column(0), &wanted)
-            });
-            builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
-        }
-        let reader = builder.build().map_err(corrupt)?;
+        let reader = SerializedFileReader::new(file).map_err(corrupt)?;
+        let meta = reader.metadata();
+        check_schema(meta.file_metadata().schema_descr())?;
+        let rows = meta.file_metadata().num_rows();
+        let wanted: Option<std::collections::HashSet<&str>> =
+            coins.map(|c| c.iter().map(String::as_str).collect());
 
         let mut batch = Batch::with_capacity(usize::try_from(rows).unwrap_or(0).min(1 << 20));
         let mut dict = CoinDict::default();
-        for record in reader {
-            append(&mut batch, &mut dict, &record.map_err(corrupt)?)?;
+        for g in 0..reader.num_row_groups() {
+            let rg = reader.get_row_group(g).map_err(corrupt)?;
+            let n = usize::try_from(rg.metadata().num_rows())
+                .map_err(|_| corrupt(format!("row group {g} has a negative row count")))?;
+            let runs = read_coins(rg.as_ref(), n, wanted.as_ref(), &mut batch, &mut dict)?;
+            if runs.iter().all(|&(keep, _)| !keep) {
+                continue;
+            }
+            let rg = rg.as_ref();
+            read_column::<Int64Type>(rg, 1, &runs, 0, &mut batch.ts)?;
+            let dest = [
+                &mut batch.price,
+                &mut batch.market_cap,
+                &mut batch.volume,
+                &mut batch.supply,
+            ];
+            for (i, dest) in dest.into_iter().enumerate() {
+                read_column::<DoubleType>(rg, 2 + i, &runs, f64::NAN, dest)?;
+            }
+            // INTEGER(32, unsigned) is stored as INT32: the same bits.
+            let mut rank: Vec<i32> = Vec::new();
+            read_column::<Int32Type>(rg, 6, &runs, 0, &mut rank)?;
+            batch.rank.extend(rank.iter().map(|&r| r as u32));
         }
         if coins.is_none() && i64::try_from(batch.len()) != Ok(rows) {
             return Err(corrupt(format!(
-                "footer says {rows} rows, the row group held {}",
+                "footer says {rows} rows, the row groups held {}",
                 batch.len()
             )));
         }
@@ -336,88 +501,6 @@ fn verify_checksum(bytes: &[u8]) -> Result<Bytes> {
     file.extend_from_slice(head);
     file.extend_from_slice(tail);
     Ok(Bytes::from(file))
-}
-
-/// Which rows of a `coin` column are in `wanted`: one lookup per dictionary value.
-fn coin_mask(
-    col: &ArrayRef,
-    wanted: &std::collections::HashSet<String>,
-) -> std::result::Result<BooleanArray, ArrowError> {
-    let dict = col
-        .as_dictionary_opt::<Int32Type>()
-        .ok_or_else(|| ArrowError::SchemaError("coin is not a dictionary column".into()))?;
-    let values = dict.values().as_string::<i32>();
-    let hit: Vec<bool> = values
-        .iter()
-        .map(|v| v.is_some_and(|v| wanted.contains(v)))
-        .collect();
-    Ok(dict
-        .keys()
-        .iter()
-        .map(|k| {
-            Some(
-                k.and_then(|k| hit.get(k as usize).copied())
-                    .unwrap_or(false),
-            )
-        })
-        .collect())
-}
-
-/// Appends one decoded record batch to `batch`, mapping its coin dictionary into `dict`.
-fn append(batch: &mut Batch, dict: &mut CoinDict, rb: &RecordBatch) -> Result<()> {
-    let col = |i: usize| rb.column(i);
-    if let Some(i) = (0..2).find(|&i| col(i).null_count() > 0) {
-        return Err(corrupt(format!(
-            "required column `{}` has nulls",
-            ["coin", "ts"][i]
-        )));
-    }
-    let coin = col(0)
-        .as_dictionary_opt::<Int32Type>()
-        .ok_or_else(|| corrupt("column `coin` is not a string column"))?;
-    let values = coin
-        .values()
-        .as_string_opt::<i32>()
-        .ok_or_else(|| corrupt("column `coin` is not a string column"))?;
-    let mut map = Vec::with_capacity(values.len());
-    for v in values.iter() {
-        match v {
-            Some(id) if !id.is_empty() => map.push(dict.intern(&mut batch.coins, id)),
-            _ => map.push(u32::MAX), // a dictionary slot no row may use
-        }
-    }
-    for &k in coin.keys().values() {
-        match map.get(k as usize) {
-            Some(&c) if c != u32::MAX => batch.coin_index.push(c),
-            _ => return Err(corrupt(format!("column `coin`: bad dictionary key {k}"))),
-        }
-    }
-    let ts = col(1)
-        .as_primitive_opt::<TimestampMillisecondType>()
-        .ok_or_else(|| corrupt("column `ts` is not a millisecond timestamp"))?;
-    batch.ts.extend_from_slice(ts.values());
-    let dest = [
-        &mut batch.price,
-        &mut batch.market_cap,
-        &mut batch.volume,
-        &mut batch.supply,
-    ];
-    for (i, (name, dest)) in FLOAT_COLUMNS.iter().zip(dest).enumerate() {
-        dest.extend(floats(col(2 + i), name)?);
-    }
-    let rank = col(6)
-        .as_primitive_opt::<UInt32Type>()
-        .ok_or_else(|| corrupt("column `rank` is not UINT32"))?;
-    match rank.nulls() {
-        None => batch.rank.extend_from_slice(rank.values()),
-        Some(n) => batch.rank.extend(
-            rank.values()
-                .iter()
-                .zip(n.iter())
-                .map(|(&r, valid)| if valid { r } else { 0 }),
-        ),
-    }
-    Ok(())
 }
 
 strata_plugin_sdk::export_codec!(Parquet);
