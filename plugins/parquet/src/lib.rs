@@ -177,7 +177,11 @@ fn check_schema(schema: &SchemaDescriptor) -> Result<()> {
                 "column {i} is `{}` {:?}{}, expected `{name}` {physical:?}{}",
                 c.name(),
                 c.physical_type(),
-                if c.max_def_level() > 0 { " (nullable)" } else { "" },
+                if c.max_def_level() > 0 {
+                    " (nullable)"
+                } else {
+                    ""
+                },
                 if nullable { " (nullable)" } else { "" },
             )));
         }
