@@ -333,3 +333,52 @@ proptest! {
         );
     }
 }
+
+/// A file with a valid integrity block but other columns (here `ts` as DOUBLE, or a column
+/// missing) is `corrupt-input` naming the column, not a panic of the typed column readers.
+#[test]
+fn a_file_with_other_columns_is_refused_by_name() {
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+
+    let write = |schema: &str| {
+        let schema = Arc::new(parse_message_type(schema).unwrap());
+        let mut out = Vec::new();
+        let mut w =
+            SerializedFileWriter::new(&mut out, schema, Arc::new(WriterProperties::default()))
+                .unwrap();
+        let mut rg = w.next_row_group().unwrap();
+        while let Some(mut col) = rg.next_column().unwrap() {
+            match col.untyped() {
+                parquet::column::writer::ColumnWriter::DoubleColumnWriter(c) => {
+                    c.write_batch(&[1.0], Some(&[1]), None).unwrap();
+                }
+                parquet::column::writer::ColumnWriter::ByteArrayColumnWriter(c) => {
+                    c.write_batch(&["btc".into()], Some(&[1]), None).unwrap();
+                }
+                _ => panic!("the test writes only DOUBLE and BYTE_ARRAY columns"),
+            }
+            col.close().unwrap();
+        }
+        rg.close().unwrap();
+        w.close().unwrap();
+        add_checksum(out).unwrap()
+    };
+    let ts_as_double = SCHEMA.replace(
+        "required int64 ts (TIMESTAMP(MILLIS, true));",
+        "required double ts;",
+    );
+    let ts_as_double = ts_as_double.replace("optional int32 rank (INTEGER(32, false));", "");
+    let err = decode_checked(&Parquet, &write(&ts_as_double), None).unwrap_err();
+    assert!(
+        matches!(&err, Error::CorruptInput(m) if m.contains("6 columns, expected 7")),
+        "{err}"
+    );
+    let with_rank_as_double = ts_as_double.replace("}", "optional double rank;\n}");
+    let err = decode_checked(&Parquet, &write(&with_rank_as_double), None).unwrap_err();
+    assert!(
+        matches!(&err, Error::CorruptInput(m) if m.contains("column 1 is `ts`")),
+        "{err}"
+    );
+}
