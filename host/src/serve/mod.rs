@@ -133,8 +133,9 @@ impl Server {
                 background_priority();
                 match open() {
                     Ok(w) => {
+                        let first = w.publish_schedules();
                         let _ = opened_tx.send(Ok(()));
-                        w.run(rx)
+                        w.run(rx, first)
                     }
                     Err(e) => {
                         let _ = opened_tx.send(Err(e));

@@ -113,10 +113,12 @@ fn now_ms() -> i64 {
 }
 
 impl Writer {
-    /// Runs jobs and schedules until [`Job::Stop`] or every sender is gone.
-    pub fn run(mut self, jobs: Receiver<Job>) {
-        let mut next_collect = self.first_run(COLLECT_KEY, self.collect);
-        let mut next_tier = self.first_run(TIER_KEY, self.tier);
+    /// Publishes both schedules' state (period or time of day, last success, first run) in
+    /// the status, and returns the first runs `(collect, tier)` for [`run`](Self::run). Called
+    /// before the server answers, so its first `/v1/status` already shows them.
+    pub fn publish_schedules(&self) -> (Option<i64>, Option<i64>) {
+        let next_collect = self.first_run(COLLECT_KEY, self.collect);
+        let next_tier = self.first_run(TIER_KEY, self.tier);
         {
             let mut guard = self.status.lock().expect("status lock");
             let st = &mut *guard;
@@ -134,6 +136,13 @@ impl Writer {
             st.collect.last_success_ms = self.last_success(COLLECT_KEY);
             st.tier.last_success_ms = self.last_success(TIER_KEY);
         }
+        (next_collect, next_tier)
+    }
+
+    /// Runs jobs and schedules until [`Job::Stop`] or every sender is gone, starting from the
+    /// first runs [`publish_schedules`](Self::publish_schedules) returned.
+    pub fn run(mut self, jobs: Receiver<Job>, first: (Option<i64>, Option<i64>)) {
+        let (mut next_collect, mut next_tier) = first;
         loop {
             let due = [next_collect, next_tier].into_iter().flatten().min();
             let wait = due.map(|d| Duration::from_millis((d - now_ms()).max(0) as u64));
