@@ -67,17 +67,28 @@ pub fn jsonl_bytes(batch: &Batch) -> usize {
     out.len()
 }
 
-fn best<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<(T, Duration)> {
-    let mut best: Option<(T, Duration)> = None;
-    for _ in 0..runs.max(1) {
+/// The fastest of several timed runs, and what that run returned.
+struct Best<T>(Option<(T, Duration)>);
+
+impl<T> Best<T> {
+    fn new() -> Best<T> {
+        Best(None)
+    }
+
+    /// Runs `f` once, keeping its result if it was the fastest so far.
+    fn time(&mut self, f: impl FnOnce() -> Result<T>) -> Result<()> {
         let start = Instant::now();
         let v = f()?;
         let took = start.elapsed();
-        if best.as_ref().is_none_or(|(_, b)| took < *b) {
-            best = Some((v, took));
+        if self.0.as_ref().is_none_or(|(_, b)| took < *b) {
+            self.0 = Some((v, took));
         }
+        Ok(())
     }
-    Ok(best.expect("at least one run"))
+
+    fn get(self) -> (T, Duration) {
+        self.0.expect("at least one run")
+    }
 }
 
 fn rate(rows: usize, d: Duration) -> f64 {
@@ -155,28 +166,41 @@ fn measure(
 ) -> Result<Figures> {
     let codec = rt.codec(&PluginRef::parse(name))?;
     let rows = batch.len();
-    let (bytes, enc) = best(runs, || Ok(codec.encode(batch, options)?))?;
-    let (back, dec) = best(runs, || Ok(codec.decode(&bytes, None)?))?;
+    let codec_name = codec.meta.name.clone();
+    let native = match plugin::native(&codec_name) {
+        Some(Native::Codec(make)) => Some(make()),
+        _ => None,
+    };
+    // The wasm and native runs alternate, so a change in the machine's load while they run
+    // weighs on both sides of the tax alike; each side keeps its fastest run.
+    let (mut wasm_enc, mut native_enc) = (Best::new(), Best::new());
+    for _ in 0..runs.max(1) {
+        wasm_enc.time(|| Ok(codec.encode(batch, options)?))?;
+        if let Some(native) = &native {
+            native_enc
+                .time(|| Ok(sdk::encode_checked(native.as_ref(), batch, options)?))
+                .with_context(|| format!("{codec_name} natively"))?;
+        }
+    }
+    let (bytes, enc) = wasm_enc.get();
+    let native_enc = native.as_ref().map(|_| native_enc.get());
+    let (mut wasm_dec, mut native_dec) = (Best::new(), Best::new());
+    for _ in 0..runs.max(1) {
+        wasm_dec.time(|| Ok(codec.decode(&bytes, None)?))?;
+        if let (Some(native), Some((nbytes, _))) = (&native, &native_enc) {
+            native_dec
+                .time(|| Ok(sdk::decode_checked(native.as_ref(), nbytes, None)?))
+                .with_context(|| format!("{codec_name} natively"))?;
+        }
+    }
+    let (back, dec) = wasm_dec.get();
     let round_trip_ok = if codec.info.sorts_rows {
         back.bit_eq(&batch.sorted())
     } else {
         back.bit_eq(batch)
     };
-    let codec_name = codec.meta.name.clone();
-    let (native_enc, native_dec) = match plugin::native(&codec_name) {
-        Some(Native::Codec(make)) => {
-            let native = make();
-            let (nbytes, ne) = best(runs, || {
-                Ok(sdk::encode_checked(native.as_ref(), batch, options)?)
-            })
-            .with_context(|| format!("{codec_name} natively"))?;
-            let (_, nd) = best(runs, || {
-                Ok(sdk::decode_checked(native.as_ref(), &nbytes, None)?)
-            })?;
-            (Some(ne), Some(nd))
-        }
-        _ => (None, None),
-    };
+    let native_enc = native_enc.map(|(_, d)| d);
+    let native_dec = native.as_ref().map(|_| native_dec.get().1);
     Ok(Figures {
         codec: codec_name,
         options: options.to_vec(),
