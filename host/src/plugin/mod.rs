@@ -4,7 +4,7 @@
 //! bytes (sha256; a pinned hash that does not match refuses to load), fetches the compiled
 //! artifact from the [`CompileCache`] or compiles it, checks which WIT world it exports and
 //! pre-instantiates it. Every call then gets a fresh `Store` and instance, so no state leaks
-//! between calls, with:
+//! between calls (the instance lives in one of a few reused, reset slots: see `pool`), with:
 //!
 //! - **no grants**: WASI with no preopened directories, no network, no environment, no
 //!   arguments; the plugin's stdout and stderr are captured and logged under its name;
@@ -21,6 +21,7 @@ mod checks;
 pub mod conformance;
 mod loaded;
 pub mod native;
+mod pool;
 pub mod roundtrip;
 #[cfg(test)]
 mod tests;
@@ -335,6 +336,8 @@ struct Inner {
     cache: CompileCache,
     limits: Limits,
     plugin_dir: Option<PathBuf>,
+    /// The engine's instance slots: every call holds one (see `pool`).
+    gate: Arc<pool::Gate>,
     _ticker: Arc<Ticker>,
 }
 
@@ -372,6 +375,8 @@ impl Runtime {
         let mut wasm = Config::new();
         wasm.wasm_component_model(true);
         wasm.epoch_interruption(true);
+        let slots = pool::slots();
+        wasm.allocation_strategy(pool::strategy(slots));
         let engine = Engine::new(&wasm)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -385,6 +390,7 @@ impl Runtime {
                 linker,
                 limits: config.limits,
                 plugin_dir: config.plugin_dir,
+                gate: Arc::new(pool::Gate::new(slots)),
             }),
         })
     }
@@ -407,6 +413,7 @@ impl Runtime {
                 cache: self.inner.cache.clone(),
                 limits,
                 plugin_dir: self.inner.plugin_dir.clone(),
+                gate: self.inner.gate.clone(),
                 _ticker: self.inner._ticker.clone(),
             }),
         }
@@ -638,6 +645,9 @@ impl Runtime {
         call: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<T>,
     ) -> Result<T, CallError> {
         let limits = &self.inner.limits;
+        // Held until the store below is dropped (locals drop in reverse order), so the slot
+        // is free again before the next call may take it.
+        let _slot = self.inner.gate.enter();
         let stdout = MemoryOutputPipe::new(LOG_CAPACITY);
         let stderr = MemoryOutputPipe::new(LOG_CAPACITY);
         // Plugins are pure functions of their inputs: a codec drawing fresh randomness could
