@@ -20,7 +20,7 @@ use std::sync::{Condvar, Mutex};
 use wasmtime::{InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Bytes of each slot's linear memory kept mapped, and zeroed with `memset`, between calls.
-pub(super) const KEEP_RESIDENT: usize = 128 << 20;
+const KEEP_RESIDENT: usize = 128 << 20;
 
 /// How many plugin calls may run at once: one per core, and one more so a short call (a
 /// query's decode) need not wait behind a transition that keeps every core busy.

@@ -68,7 +68,7 @@ pub fn jsonl_bytes(batch: &Batch) -> usize {
 }
 
 /// The fastest of several timed runs, and what that run returned.
-struct Best<T>(Option<(T, Duration)>);
+struct Best<T>(Option<Timed<T>>);
 
 impl<T> Best<T> {
     fn new() -> Best<T> {
@@ -86,9 +86,30 @@ impl<T> Best<T> {
         Ok(())
     }
 
-    fn get(self) -> (T, Duration) {
+    fn get(self) -> Timed<T> {
         self.0.expect("at least one run")
     }
+}
+
+/// What a timed run returned, and how long it took.
+type Timed<T> = (T, Duration);
+
+/// Times `wasm` and, when there is one, `native`, alternately `runs` times (at least once),
+/// so a change in the machine's load while they run weighs on both sides of the tax alike.
+/// Returns each side's fastest run and what it returned.
+fn alternate<W, N>(
+    runs: usize,
+    mut wasm: impl FnMut() -> Result<W>,
+    mut native: Option<impl FnMut() -> Result<N>>,
+) -> Result<(Timed<W>, Option<Timed<N>>)> {
+    let (mut w, mut n) = (Best::new(), Best::new());
+    for _ in 0..runs.max(1) {
+        w.time(&mut wasm)?;
+        if let Some(native) = &mut native {
+            n.time(native)?;
+        }
+    }
+    Ok((w.get(), native.map(|_| n.get())))
 }
 
 fn rate(rows: usize, d: Duration) -> f64 {
@@ -171,36 +192,38 @@ fn measure(
         Some(Native::Codec(make)) => Some(make()),
         _ => None,
     };
-    // The wasm and native runs alternate, so a change in the machine's load while they run
-    // weighs on both sides of the tax alike; each side keeps its fastest run.
-    let (mut wasm_enc, mut native_enc) = (Best::new(), Best::new());
-    for _ in 0..runs.max(1) {
-        wasm_enc.time(|| Ok(codec.encode(batch, options)?))?;
-        if let Some(native) = &native {
-            native_enc
-                .time(|| Ok(sdk::encode_checked(native.as_ref(), batch, options)?))
-                .with_context(|| format!("{codec_name} natively"))?;
-        }
-    }
-    let (bytes, enc) = wasm_enc.get();
-    let native_enc = native.as_ref().map(|_| native_enc.get());
-    let (mut wasm_dec, mut native_dec) = (Best::new(), Best::new());
-    for _ in 0..runs.max(1) {
-        wasm_dec.time(|| Ok(codec.decode(&bytes, None)?))?;
-        if let (Some(native), Some((nbytes, _))) = (&native, &native_enc) {
-            native_dec
-                .time(|| Ok(sdk::decode_checked(native.as_ref(), nbytes, None)?))
-                .with_context(|| format!("{codec_name} natively"))?;
-        }
-    }
-    let (back, dec) = wasm_dec.get();
+    let natively = || format!("{codec_name} natively");
+    let ((bytes, enc), native_enc) = alternate(
+        runs,
+        || Ok(codec.encode(batch, options)?),
+        native.as_ref().map(|n| {
+            move || {
+                sdk::encode_checked(n.as_ref(), batch, options)
+                    .map_err(anyhow::Error::from)
+                    .with_context(natively)
+            }
+        }),
+    )?;
+    let ((back, dec), native_dec) = alternate(
+        runs,
+        || Ok(codec.decode(&bytes, None)?),
+        native
+            .as_ref()
+            .zip(native_enc.as_ref())
+            .map(|(n, (nbytes, _))| {
+                move || {
+                    sdk::decode_checked(n.as_ref(), nbytes, None)
+                        .map_err(anyhow::Error::from)
+                        .with_context(natively)
+                }
+            }),
+    )?;
     let round_trip_ok = if codec.info.sorts_rows {
         back.bit_eq(&batch.sorted())
     } else {
         back.bit_eq(batch)
     };
-    let native_enc = native_enc.map(|(_, d)| d);
-    let native_dec = native.as_ref().map(|_| native_dec.get().1);
+    let (native_enc, native_dec) = (native_enc.map(|(_, d)| d), native_dec.map(|(_, d)| d));
     Ok(Figures {
         codec: codec_name,
         options: options.to_vec(),
