@@ -891,6 +891,48 @@ fn plugins_draw_no_fresh_randomness() {
     }
 }
 
+/// Calls reuse memory slots (`plugin/pool.rs`), never contents: a plugin scanning its whole
+/// linear memory finds nothing an earlier call held there, while the same scan finds the word
+/// when it is in the call's own input (so the scan works).
+#[test]
+fn a_call_finds_nothing_an_earlier_call_left_in_memory() {
+    // The hostile codec's `snoop` looks for `price[0].to_bits() ^ SNOOP_KEY`.
+    const SNOOP_KEY: u64 = 0x0000_ffff_0000_ffff;
+    const SECRET: u64 = 0x4123_4567_89ab_cdef;
+    let codec = hostile_codec(strata_tests::runtime());
+    let rows = |prices: &[u64]| {
+        let mut b = Batch::default();
+        b.coins.push("coin-a".into());
+        for (i, &p) in prices.iter().enumerate() {
+            b.push(
+                0,
+                START + i as i64 * HOUR,
+                f64::from_bits(p),
+                1e9,
+                1e6,
+                1e9,
+                1,
+            );
+        }
+        b
+    };
+    let snoop = |b: &Batch| {
+        let out = codec.encode(b, &mode("snoop")).unwrap();
+        u64::from_le_bytes(out.try_into().expect("snoop returns a u64"))
+    };
+    let probe = rows(&[SECRET ^ SNOOP_KEY]);
+    let own = snoop(&rows(&[SECRET ^ SNOOP_KEY, SECRET, SECRET]));
+    assert!(
+        own >= 2,
+        "the scan did not find the word in its own input ({own})"
+    );
+    let secrets = rows(&vec![SECRET; 100_000]);
+    for _ in 0..3 {
+        codec.encode(&secrets, &mode("honest")).unwrap();
+        assert_eq!(snoop(&probe), 0, "a call saw an earlier call's data");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Retention policies: the host decides what may move
 

@@ -20,6 +20,11 @@
 //! | `random` | encode returns 16 bytes drawn from the sandbox's randomness | plugins are pure functions: the same call gives the same bytes (or fails) |
 //! | `filter-lie` | decode is faithful without a coin filter, but flips the lowest mantissa bit of every price when given one | a query never returns rows other than those stored |
 //! | `filter-sleep` | decode is faithful without a coin filter, but sleeps for an hour when given one | the query fails at the time limit, naming the plugin and segment; the store stays usable |
+//! | `snoop` | encode grows its memory by 64 MiB and scans all of it for the 8-byte word `price[0].to_bits() ^ SNOOP_KEY` and returns how often it occurs (u64, little-endian) | calls share memory slots, never contents: a word an earlier call held is not found |
+//!
+//! `snoop` never holds the word it looks for in memory: it is computed into a local from the
+//! first price, so what it finds was left by someone else (or is in its own input, which is
+//! how a test shows the scan works).
 //!
 //! The `filter-*` modes pass a check that decodes a new segment without a coin filter, and
 //! misbehave only when a query decodes with one. The codec claims `filter-pushdown`, but the
@@ -35,7 +40,7 @@ use std::time::{Duration, Instant, SystemTime};
 use strata_plugin_sdk::{Batch, CodecInfo, Column, Error, OptionSpec, Options, PluginInfo, Result};
 
 /// Every `mode` the codec takes.
-pub const MODES: [&str; 15] = [
+pub const MODES: [&str; 16] = [
     "honest",
     "bitflip",
     "scale-dates",
@@ -51,7 +56,11 @@ pub const MODES: [&str; 15] = [
     "random",
     "filter-lie",
     "filter-sleep",
+    "snoop",
 ];
+
+/// What `snoop` XORs the first price's bits with to get the word it looks for.
+pub const SNOOP_KEY: u64 = 0x0000_ffff_0000_ffff;
 
 /// The first bytes of every segment this codec writes.
 const MAGIC: &[u8; 8] = b"HOSTILE1";
@@ -111,6 +120,12 @@ pub fn encode(batch: &Batch, opts: &[(String, String)]) -> Result<Vec<u8>> {
             return Err(Error::Internal("\u{1b}[2J\u{1b}[31mred\u{7} text".into()));
         }
         "flood" => return Ok(vec![0x5a; 64 << 20]),
+        "snoop" => {
+            let Some(first) = batch.price.first() else {
+                return Err(Error::InvalidOptions("`snoop` needs a row".into()));
+            };
+            return Ok(snoop(first.to_bits() ^ SNOOP_KEY).to_le_bytes().to_vec());
+        }
         "random" => {
             use std::hash::BuildHasher;
             let state = std::collections::hash_map::RandomState::new();
@@ -201,6 +216,27 @@ pub fn decode(bytes: &[u8], coins: Option<&[String]>) -> Result<Batch> {
         _ => {}
     }
     Ok(batch)
+}
+
+/// How many aligned 8-byte words of this instance's linear memory equal `word`, after growing
+/// it by 64 MiB without writing there: so the scan covers whatever an earlier, larger call
+/// used, not only what this one's own allocations have overwritten.
+#[cfg(target_arch = "wasm32")]
+fn snoop(word: u64) -> u64 {
+    core::arch::wasm32::memory_grow(0, (64 << 20) / 65536);
+    let end = core::arch::wasm32::memory_size(0) * 65536;
+    (8..end)
+        .step_by(8)
+        // SAFETY: every address below `memory.size` is readable in wasm; the reads are
+        // volatile so they are not assumed to see only what this program wrote.
+        .filter(|&at| unsafe { std::ptr::read_volatile(at as *const u64) } == word)
+        .count() as u64
+}
+
+/// Natively there is no instance memory to scan.
+#[cfg(not(target_arch = "wasm32"))]
+fn snoop(_word: u64) -> u64 {
+    0
 }
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {
